@@ -1,0 +1,213 @@
+"""Find BraTS-style cases on disk (BraTS 2021, BraTS 2023+, MSD Task01), assign folds, and read or write datalists."""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from pathlib import Path
+from typing import Any
+
+from monai.data import load_decathlon_datalist
+
+CHANNELS = ("FLAIR", "T1ce", "T1", "T2")
+"""Network input channel order for every layout (the order of the reference recipe's brats21_folds.json)."""
+
+NIFTI_SUFFIXES = (".nii.gz", ".nii")
+
+# Per layout: the file suffix of each channel in CHANNELS order, the label suffix and the case-id/file separator.
+BRATS_LAYOUTS: dict[str, dict[str, Any]] = {
+    "brats2021": {"separator": "_", "modalities": ("flair", "t1ce", "t1", "t2"), "label": "seg"},
+    "brats2023": {"separator": "-", "modalities": ("t2f", "t1c", "t1n", "t2w"), "label": "seg"},
+}
+# MSD stores one 4D image with channels FLAIR, T1w, t1gd, T2w: these indices put them in CHANNELS order.
+MSD_CHANNEL_INDICES = (0, 2, 1, 3)
+IDENTITY_CHANNEL_INDICES = (0, 1, 2, 3)
+LAYOUT_CONVENTIONS = {"brats2021": "brats2021", "brats2023": "brats2023", "msd": "msd"}
+
+
+class DatasetLayoutError(ValueError):
+    """The dataset folder does not hold cases in a supported layout, or some cases are incomplete."""
+
+
+def strip_nifti_suffix(name: str) -> str:
+    for suffix in NIFTI_SUFFIXES:
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def case_id_from_path(path: str | Path) -> str:
+    """Case id of an image file: its folder name for BraTS layouts (files are `<case>_<mod>`), else the file stem."""
+    path = Path(path)
+    stem = strip_nifti_suffix(path.name)
+    if stem.startswith(path.parent.name) and stem != path.parent.name:
+        return path.parent.name
+    return stem
+
+
+def _find_nifti(folder: Path, stem: str) -> Path | None:
+    for suffix in NIFTI_SUFFIXES:
+        candidate = folder / f"{stem}{suffix}"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _discover_brats(dataset_dir: Path, layout: str) -> tuple[list[dict], list[dict]]:
+    spec = BRATS_LAYOUTS[layout]
+    sep, anchor = spec["separator"], spec["modalities"][0]
+    pattern = re.compile(rf"^(?P<case>.+){re.escape(sep)}{anchor}\.nii(\.gz)?$")
+    training, testing, problems = [], [], []
+    anchors = sorted(p for p in dataset_dir.rglob(f"*{sep}{anchor}.nii*") if not p.name.startswith("._"))
+    for anchor_file in anchors:
+        match = pattern.match(anchor_file.name)
+        if match is None:
+            continue
+        case_id, folder = match["case"], anchor_file.parent
+        images = [_find_nifti(folder, f"{case_id}{sep}{mod}") for mod in spec["modalities"]]
+        missing = [f"{case_id}{sep}{mod}.nii.gz" for mod, found in zip(spec["modalities"], images) if found is None]
+        if missing:
+            problems.append(f"{folder}: missing {', '.join(missing)}")
+            continue
+        case = {"case_id": case_id, "image": [str(p) for p in images]}
+        label = _find_nifti(folder, f"{case_id}{sep}{spec['label']}")
+        if label is not None:
+            training.append({**case, "label": str(label)})
+        else:
+            testing.append(case)
+    if problems:
+        raise DatasetLayoutError(f"{len(problems)} incomplete case(s) in {dataset_dir}:\n  " + "\n  ".join(problems))
+    return training, testing
+
+
+def _discover_msd(dataset_dir: Path) -> tuple[list[dict], list[dict]]:
+    def images_in(sub: str) -> list[Path]:
+        folder = dataset_dir / sub
+        found = folder.glob("*.nii*") if folder.is_dir() else []
+        return sorted(p for p in found if not p.name.startswith("._"))
+
+    training, testing = [], []
+    for image in images_in("imagesTr"):
+        case = {"case_id": strip_nifti_suffix(image.name), "image": str(image)}
+        label = dataset_dir / "labelsTr" / image.name
+        if label.is_file():
+            training.append({**case, "label": str(label)})
+        else:
+            testing.append(case)
+    testing += [{"case_id": strip_nifti_suffix(p.name), "image": str(p)} for p in images_in("imagesTs")]
+    return training, testing
+
+
+def detect_layout(dataset_dir: str | Path) -> str:
+    """Name the layout of `dataset_dir`: `msd`, `brats2021` or `brats2023`; raise if none or several match."""
+    root = Path(dataset_dir)
+    if not root.is_dir():
+        raise DatasetLayoutError(f"dataset_dir {root} does not exist or is not a folder.")
+    if (root / "dataset.json").is_file() and (root / "imagesTr").is_dir():
+        return "msd"
+    found = [
+        layout
+        for layout, spec in BRATS_LAYOUTS.items()
+        if any(p for p in root.rglob(f"*{spec['separator']}{spec['modalities'][0]}.nii*") if not p.name.startswith("._"))
+    ]
+    if len(found) > 1:
+        raise DatasetLayoutError(f"{root} mixes BraTS 2021 and BraTS 2023 file names; keep one layout per folder.")
+    if not found:
+        raise DatasetLayoutError(
+            f"No cases found in {root}. Expected BraTS 2021 (<case>/<case>_flair.nii.gz ...), "
+            "BraTS 2023 (<case>/<case>-t2f.nii.gz ...) or MSD Task01 (dataset.json, imagesTr/, labelsTr/)."
+        )
+    return found[0]
+
+
+def assign_folds(cases: list[dict], num_folds: int, seed: int) -> list[dict]:
+    """Give each case a `fold` in [0, num_folds): a seeded shuffle of the sorted case ids, dealt round robin."""
+    if num_folds < 1:
+        raise ValueError(f"num_folds must be at least 1, got {num_folds}.")
+    order = sorted(cases, key=lambda case: case["case_id"])
+    random.Random(seed).shuffle(order)
+    folds = {case["case_id"]: index % num_folds for index, case in enumerate(order)}
+    return [{**case, "fold": folds[case["case_id"]]} for case in cases]
+
+
+def discover(dataset_dir: str | Path, num_folds: int = 5, seed: int = 0) -> dict[str, Any]:
+    """Datalist of every case under `dataset_dir` with absolute paths, folds, layout and detected label convention."""
+    root = Path(dataset_dir).resolve()
+    layout = detect_layout(root)
+    training, testing = _discover_msd(root) if layout == "msd" else _discover_brats(root, layout)
+    return {
+        "layout": layout,
+        "label_convention": LAYOUT_CONVENTIONS[layout],
+        "channels": list(CHANNELS),
+        "channel_indices": list(MSD_CHANNEL_INDICES if layout == "msd" else IDENTITY_CHANNEL_INDICES),
+        "num_folds": num_folds,
+        "seed": seed,
+        "training": assign_folds(training, num_folds, seed),
+        "testing": testing,
+    }
+
+
+def _relative(value: str | list[str], root: Path) -> str | list[str]:
+    if isinstance(value, list):
+        return [str(Path(v).relative_to(root)) for v in value]
+    return str(Path(value).relative_to(root))
+
+
+def to_relative(datalist: dict[str, Any], dataset_dir: str | Path) -> dict[str, Any]:
+    """The same datalist with image/label paths relative to `dataset_dir`, as Decathlon datalists are stored."""
+    root = Path(dataset_dir).resolve()
+    relative = dict(datalist)
+    for section in ("training", "testing"):
+        relative[section] = [
+            {k: _relative(v, root) if k in ("image", "label") else v for k, v in case.items()}
+            for case in datalist[section]
+        ]
+    return relative
+
+
+def load_datalist(datalist_file: str | Path, dataset_dir: str | Path) -> dict[str, Any]:
+    """Read a datalist written by `prepare_datalist.py`, resolving its paths against `dataset_dir`."""
+    with open(datalist_file) as f:
+        header = {k: v for k, v in json.load(f).items() if k not in ("training", "testing")}
+    info = {"channel_indices": list(IDENTITY_CHANNEL_INDICES), "label_convention": None, **header}
+    for section in ("training", "testing"):
+        try:
+            info[section] = load_decathlon_datalist(datalist_file, True, section, base_dir=dataset_dir)
+        except ValueError:  # section absent from the file
+            info[section] = []
+    return info
+
+
+def dataset_info(dataset_dir: str, datalist: str | None = None, num_folds: int = 5, seed: int = 0) -> dict[str, Any]:
+    """The cases a workflow uses: from the `datalist` file when given, else discovered under `dataset_dir`."""
+    if datalist:
+        return load_datalist(datalist, dataset_dir)
+    return discover(dataset_dir, num_folds, seed)
+
+
+def fold_cases(info: dict[str, Any], fold: int, split: str) -> list[dict]:
+    """Labelled cases of the training (`fold != fold`) or validation (`fold == fold`) split; raise if it is empty."""
+    if split not in ("train", "val"):
+        raise ValueError(f"split must be 'train' or 'val', got {split!r}.")
+    cases = [c for c in info["training"] if (c["fold"] == fold) == (split == "val")]
+    if not cases:
+        folds = sorted({c["fold"] for c in info["training"]})
+        raise DatasetLayoutError(
+            f"The {split} split of fold {fold} is empty: {len(info['training'])} labelled case(s) in folds {folds}. "
+            "Choose another --fold or --num_folds, or add labelled cases."
+        )
+    return cases
+
+
+def inference_cases(info: dict[str, Any]) -> list[dict]:
+    """Every case, labelled or not, as image-only items for inference."""
+    cases = [{"case_id": c["case_id"], "image": c["image"]} for c in info["training"] + info["testing"]]
+    if not cases:
+        raise DatasetLayoutError("No cases to predict.")
+    return cases
+
+
+def output_name(metadict: dict, saver: Any) -> dict[str, str]:
+    """`SaveImage` name formatter: predictions are named `<case_id>` as in BraTS submissions."""
+    return {"subject": case_id_from_path(metadict["filename_or_obj"]), "idx": None}
