@@ -5,10 +5,9 @@ from __future__ import annotations
 import json
 import random
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-
-from monai.data import load_decathlon_datalist
 
 CHANNELS = ("FLAIR", "T1ce", "T1", "T2")
 """Network input channel order for every layout (the order of the reference recipe's brats21_folds.json)."""
@@ -54,19 +53,29 @@ def _find_nifti(folder: Path, stem: str) -> Path | None:
     return None
 
 
+def _anchor_files(root: Path, spec: dict[str, Any]) -> list[Path]:
+    """The first-modality files of a BraTS layout under `root` (macOS `._` stubs skipped)."""
+    pattern = f"*{spec['separator']}{spec['modalities'][0]}.nii*"
+    return sorted(p for p in root.rglob(pattern) if not p.name.startswith("._"))
+
+
 def _discover_brats(dataset_dir: Path, layout: str) -> tuple[list[dict], list[dict]]:
     spec = BRATS_LAYOUTS[layout]
     sep, anchor = spec["separator"], spec["modalities"][0]
     pattern = re.compile(rf"^(?P<case>.+){re.escape(sep)}{anchor}\.nii(\.gz)?$")
     training, testing, problems = [], [], []
-    anchors = sorted(p for p in dataset_dir.rglob(f"*{sep}{anchor}.nii*") if not p.name.startswith("._"))
+    anchors = _anchor_files(dataset_dir, spec)
     for anchor_file in anchors:
         match = pattern.match(anchor_file.name)
         if match is None:
             continue
         case_id, folder = match["case"], anchor_file.parent
         images = [_find_nifti(folder, f"{case_id}{sep}{mod}") for mod in spec["modalities"]]
-        missing = [f"{case_id}{sep}{mod}.nii.gz" for mod, found in zip(spec["modalities"], images) if found is None]
+        missing = [
+            f"{case_id}{sep}{mod}.nii.gz"
+            for mod, found in zip(spec["modalities"], images, strict=True)
+            if found is None
+        ]
         if missing:
             problems.append(f"{folder}: missing {', '.join(missing)}")
             continue
@@ -109,7 +118,9 @@ def detect_layout(dataset_dir: str | Path) -> str:
     found = [
         layout
         for layout, spec in BRATS_LAYOUTS.items()
-        if any(p for p in root.rglob(f"*{spec['separator']}{spec['modalities'][0]}.nii*") if not p.name.startswith("._"))
+        if any(
+            p for p in root.rglob(f"*{spec['separator']}{spec['modalities'][0]}.nii*") if not p.name.startswith("._")
+        )
     ]
     if len(found) > 1:
         raise DatasetLayoutError(f"{root} mixes BraTS 2021 and BraTS 2023 file names; keep one layout per folder.")
@@ -148,35 +159,37 @@ def discover(dataset_dir: str | Path, num_folds: int = 5, seed: int = 0) -> dict
     }
 
 
-def _relative(value: str | list[str], root: Path) -> str | list[str]:
-    if isinstance(value, list):
-        return [str(Path(v).relative_to(root)) for v in value]
-    return str(Path(value).relative_to(root))
+def _map_paths(datalist: dict[str, Any], convert: Callable[[str], str]) -> dict[str, Any]:
+    """Copy of `datalist` with `convert` applied to every image and label path (other keys untouched)."""
+
+    def convert_value(value: str | list[str]) -> str | list[str]:
+        return [convert(v) for v in value] if isinstance(value, list) else convert(value)
+
+    mapped = dict(datalist)
+    for section in ("training", "testing"):
+        mapped[section] = [
+            {k: convert_value(v) if k in ("image", "label") else v for k, v in case.items()}
+            for case in datalist.get(section, [])
+        ]
+    return mapped
 
 
 def to_relative(datalist: dict[str, Any], dataset_dir: str | Path) -> dict[str, Any]:
     """The same datalist with image/label paths relative to `dataset_dir`, as Decathlon datalists are stored."""
     root = Path(dataset_dir).resolve()
-    relative = dict(datalist)
-    for section in ("training", "testing"):
-        relative[section] = [
-            {k: _relative(v, root) if k in ("image", "label") else v for k, v in case.items()}
-            for case in datalist[section]
-        ]
-    return relative
+    return _map_paths(datalist, lambda path: str(Path(path).relative_to(root)))
 
 
 def load_datalist(datalist_file: str | Path, dataset_dir: str | Path) -> dict[str, Any]:
-    """Read a datalist written by `prepare_datalist.py`, resolving its paths against `dataset_dir`."""
+    """Read a datalist written by `prepare_datalist.py`, resolving its paths against `dataset_dir`.
+
+    MONAI's `load_decathlon_datalist` would also rewrite `case_id` into a path whenever a folder of that name exists.
+    """
+    root = Path(dataset_dir).resolve()
     with open(datalist_file) as f:
-        header = {k: v for k, v in json.load(f).items() if k not in ("training", "testing")}
-    info = {"channel_indices": list(IDENTITY_CHANNEL_INDICES), "label_convention": None, **header}
-    for section in ("training", "testing"):
-        try:
-            info[section] = load_decathlon_datalist(datalist_file, True, section, base_dir=dataset_dir)
-        except ValueError:  # section absent from the file
-            info[section] = []
-    return info
+        stored = json.load(f)
+    info = {"channel_indices": list(IDENTITY_CHANNEL_INDICES), "label_convention": None, **stored}
+    return _map_paths(info, lambda path: str(root / path))
 
 
 def dataset_info(dataset_dir: str, datalist: str | None = None, num_folds: int = 5, seed: int = 0) -> dict[str, Any]:

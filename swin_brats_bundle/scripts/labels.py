@@ -100,7 +100,9 @@ def labels_to_regions(label: torch.Tensor, convention: LabelConvention) -> torch
             "Pick the right --label_convention for this dataset."
         )
     plain = values.as_tensor() if isinstance(values, MetaTensor) else values
-    channels = [torch.isin(plain, torch.tensor(sorted(group), device=plain.device)) for group in convention.region_values]
+    channels = [
+        torch.isin(plain, torch.tensor(sorted(group), device=plain.device)) for group in convention.region_values
+    ]
     regions = torch.stack(channels).to(torch.float32)
     if isinstance(label, MetaTensor):
         return MetaTensor(regions, meta=label.meta, applied_operations=label.applied_operations)

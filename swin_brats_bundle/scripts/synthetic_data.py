@@ -65,7 +65,7 @@ def _blob(coords: np.ndarray, center: np.ndarray, radius: float, wobble: np.ndar
 
 
 def make_case(rng: np.random.Generator, shape: tuple[int, int, int]) -> SyntheticCase:
-    """One case: ellipsoidal brain with WM/GM/ventricles, a tumour (necrosis ⊂ enhancing core ⊂ edema), scanner effects."""
+    """One case: ellipsoidal brain with WM/GM/ventricles, a nested tumour and per-scan scanner effects."""
     coords = np.stack(np.meshgrid(*[np.arange(s, dtype=np.float32) for s in shape], indexing="ij"))
     centre = np.array(shape, dtype=np.float32) / 2 + rng.uniform(-2, 2, 3)
     semi_axes = np.array(shape, dtype=np.float32) * rng.uniform(0.38, 0.44, 3)
@@ -75,7 +75,9 @@ def make_case(rng: np.random.Generator, shape: tuple[int, int, int]) -> Syntheti
     ventricles = np.zeros(shape, dtype=bool)
     for side in (-1, 1):
         offset = centre + np.array([side * semi_axes[0] * 0.18, 0, 0])
-        ventricles |= (((coords - offset[:, None, None, None]) / (semi_axes * [0.1, 0.3, 0.15])[:, None, None, None]) ** 2).sum(0) <= 1
+        ventricles |= (
+            ((coords - offset[:, None, None, None]) / (semi_axes * [0.1, 0.3, 0.15])[:, None, None, None]) ** 2
+        ).sum(0) <= 1
 
     # Tumour inside the brain, away from its edge: edema blob around an enhancing core with a necrotic centre.
     core_radius = rng.uniform(0.08, 0.14) * min(shape)
@@ -133,7 +135,7 @@ def write_case(output_dir: Path, layout: str, case_id: str, case: SyntheticCase,
         return
     spec = BRATS_LAYOUTS[layout]
     folder = output_dir / case_id
-    for modality, image in zip(spec["modalities"], case.images):
+    for modality, image in zip(spec["modalities"], case.images, strict=True):
         _save(image, folder / f"{case_id}{spec['separator']}{modality}.nii.gz")
     if labelled:
         _save(case.label_map(layout), folder / f"{case_id}{spec['separator']}{spec['label']}.nii.gz")

@@ -1,0 +1,51 @@
+"""Shared fixtures: the bundle on sys.path, synthetic datasets per layout, and a runner for the real bundle CLI."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+BUNDLE = REPO / "swin_brats_bundle"
+sys.path.insert(0, str(BUNDLE))
+
+from scripts.synthetic_data import write_dataset  # noqa: E402
+
+# Tiny but real: the shipped configs through `python -m monai.bundle`, with test-sized overrides.
+TINY = ["--feature_size", "12", "--roi_size", "[64,64,64]", "--num_workers", "0", "--progress_bar", "False"]
+SHAPE = (64, 64, 48)
+LAYOUTS = ("brats2021", "brats2023", "msd")
+
+
+def run_bundle(*args: str, cwd: Path = BUNDLE, expect_ok: bool = True) -> subprocess.CompletedProcess:
+    """Run `python -m monai.bundle run ...` from the bundle folder; on an unexpected exit code show the output."""
+    command = [sys.executable, "-m", "monai.bundle", "run", *args]
+    command += ["--meta_file", "configs/metadata.json", "--logging_file", "configs/logging.conf"]
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "PYTHONWARNINGS": "ignore"}
+    result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+    if expect_ok and result.returncode != 0:
+        pytest.fail(
+            f"{' '.join(command)} exited {result.returncode}:\n{result.stdout[-4000:]}\n{result.stderr[-6000:]}"
+        )
+    return result
+
+
+@pytest.fixture(scope="session")
+def make_dataset(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
+    """Synthetic dataset factory, cached per argument set for the whole session."""
+    cache: dict[tuple, Path] = {}
+
+    def make(layout: str, num_cases: int = 3, num_unlabelled: int = 1, seed: int = 0) -> Path:
+        key = (layout, num_cases, num_unlabelled, seed)
+        if key not in cache:
+            folder = tmp_path_factory.mktemp(f"{layout}_data")
+            write_dataset(folder, layout, num_cases, num_unlabelled, SHAPE, seed)
+            cache[key] = folder
+        return cache[key]
+
+    return make
