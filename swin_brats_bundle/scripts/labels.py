@@ -109,6 +109,15 @@ def labels_to_regions(label: torch.Tensor, convention: LabelConvention) -> torch
     return regions
 
 
+def nest_regions(regions: torch.Tensor) -> torch.Tensor:
+    """Binary TC/WT/ET channels made nested (ET ⊂ TC ⊂ WT) by union: the regions a painted label map encodes."""
+    tc, wt, et = (regions[i] > 0.5 for i in range(3))
+    nested = torch.stack([tc | et, wt | tc | et, et]).to(regions.dtype)
+    if isinstance(regions, MetaTensor):
+        return MetaTensor(nested, meta=regions.meta, applied_operations=regions.applied_operations)
+    return nested
+
+
 def regions_to_labels(regions: torch.Tensor, convention: LabelConvention) -> torch.Tensor:
     """Paint binary (3, H, W, D) TC/WT/ET channels as a (1, H, W, D) uint8 label map in the convention's values.
 
@@ -140,6 +149,16 @@ class LabelsToRegionsd(MapTransform):
         d = dict(data)
         for key in self.key_iterator(d):
             d[key] = labels_to_regions(d[key], self.convention)
+        return d
+
+
+class NestRegionsd(MapTransform):
+    """Make predicted regions nested, so metrics score exactly what a saved label map holds."""
+
+    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            d[key] = nest_regions(d[key])
         return d
 
 

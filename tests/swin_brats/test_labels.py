@@ -5,7 +5,14 @@ import pytest
 import torch
 from monai.data import MetaTensor
 from monai.transforms import ConvertToMultiChannelBasedOnBratsClasses
-from scripts.labels import CONVENTIONS, LabelsToRegionsd, RegionsToLabelsd, get_convention, labels_to_regions
+from scripts.labels import (
+    CONVENTIONS,
+    LabelsToRegionsd,
+    RegionsToLabelsd,
+    get_convention,
+    labels_to_regions,
+    nest_regions,
+)
 
 EXPECTED_REGIONS = {  # label value -> (TC, WT, ET), written out by hand from each dataset's documentation
     "brats2021": {0: (0, 0, 0), 1: (1, 1, 0), 2: (0, 1, 0), 4: (1, 1, 1)},
@@ -72,3 +79,9 @@ def test_convention_resolution() -> None:
         get_convention("brats2019", None)
     with pytest.raises(ValueError, match="could be detected"):
         get_convention("auto", None)
+
+
+def test_nesting_equals_paint_then_unpaint() -> None:
+    regions = torch.as_tensor(np.random.default_rng(2).integers(0, 2, size=(3, 5, 5, 5)), dtype=torch.float32)
+    painted = RegionsToLabelsd("x", CONVENTIONS["brats2021"])({"x": regions})["x"]
+    assert torch.equal(nest_regions(regions), labels_to_regions(painted, CONVENTIONS["brats2021"]))

@@ -1,0 +1,110 @@
+"""End to end through `python -m monai.bundle`: train -> evaluate -> infer on each dataset layout."""
+
+import csv
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+from conftest import LAYOUTS, TINY, run_bundle
+from monai.networks.nets import SwinUNETR
+from scripts.cases import discover
+from scripts.labels import CONVENTIONS, labels_to_regions
+
+TRAIN_EVALUATE = "['configs/train.json','configs/evaluate.json']"
+
+
+def _input_grid(case: dict) -> nib.Nifti1Image:
+    image = case["image"]
+    return nib.load(image[0] if isinstance(image, list) else image)
+
+
+def _assert_on_input_grid(prediction: Path, case: dict) -> np.ndarray:
+    written, source = nib.load(prediction), _input_grid(case)
+    assert written.shape == source.shape[:3], prediction
+    np.testing.assert_allclose(written.affine, source.affine, atol=1e-5)
+    assert written.get_data_dtype() == np.uint8
+    return np.asarray(written.dataobj)
+
+
+def _dice(prediction: np.ndarray, truth: np.ndarray) -> float:
+    if not truth.any() and not prediction.any():
+        return 1.0
+    return 2.0 * np.logical_and(prediction, truth).sum() / (prediction.sum() + truth.sum())
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_train_evaluate_infer(make_dataset, tmp_path: Path, layout: str) -> None:
+    data = make_dataset(layout)
+    info = discover(data, num_folds=3, seed=0)
+    convention = CONVENTIONS[layout]
+    common = ["--dataset_dir", str(data), "--num_folds", "3", "--ckpt_dir", str(tmp_path / "models"), *TINY]
+
+    train = run_bundle("training", "--config_file", "configs/train.json", *common, "--epochs", "1",
+                       "--output_dir", str(tmp_path / "train"))  # fmt: skip
+    log = train.stdout + train.stderr
+    for metric in ("train_loss", "train_mean_dice", "val_mean_dice_tc", "val_mean_dice_wt", "val_mean_dice_et"):
+        assert metric in log
+    state = torch.load(tmp_path / "models" / "model.pt", weights_only=True)
+    SwinUNETR(4, 3, feature_size=12).load_state_dict(state)  # a plain state dict of the configured network
+    assert list((tmp_path / "train").glob("events.out.tfevents.*"))
+
+    run_bundle("--config_file", TRAIN_EVALUATE, *common, "--output_dir", str(tmp_path / "evaluation"))
+    validation = [c for c in info["training"] if c["fold"] == 0]
+    with open(tmp_path / "evaluation" / "val_mean_dice_raw.csv") as f:
+        per_case = {Path(row["filename"]).name: float(row["mean"]) for row in csv.DictReader(f)}
+    assert len(per_case) == len(validation) == 1
+    for case in validation:
+        painted = _assert_on_input_grid(tmp_path / "evaluation" / "predictions" / f"{case['case_id']}.nii.gz", case)
+        assert set(np.unique(painted)) <= convention.allowed_values
+        # The reported Dice is the Dice of the saved label map: same regions, same BraTS empty rule.
+        predicted = labels_to_regions(torch.as_tensor(painted), convention).numpy().astype(bool)
+        truth = labels_to_regions(torch.as_tensor(np.asarray(nib.load(case["label"]).dataobj)), convention)
+        dice = np.mean([_dice(predicted[r], truth.numpy()[r].astype(bool)) for r in range(3)])
+        assert dice == pytest.approx(per_case[Path(_input_grid(case).get_filename()).name], abs=1e-4)
+
+    output = tmp_path / "predictions"
+    run_bundle("inference", "--config_file", "configs/inference.json", "--dataset_dir", str(data),
+               "--ckpt_dir", str(tmp_path / "models"), "--output_dir", str(output), *TINY)  # fmt: skip
+    cases = info["training"] + info["testing"]
+    assert sorted(p.name for p in output.iterdir()) == sorted(f"{c['case_id']}.nii.gz" for c in cases)
+    for case in cases:
+        assert (
+            set(np.unique(_assert_on_input_grid(output / f"{case['case_id']}.nii.gz", case)))
+            <= convention.allowed_values
+        )
+
+
+@pytest.mark.parametrize(
+    ("layout", "logits", "expected"),
+    [
+        ("brats2021", (9.0, 9.0, 9.0), 4),  # TC+WT+ET everywhere -> enhancing tumour, in each dataset's value
+        ("brats2023", (9.0, 9.0, 9.0), 3),
+        ("msd", (-9.0, 9.0, -9.0), 1),  # WT only -> edema, which MSD calls 1 and BraTS calls 2
+    ],
+)
+def test_inference_writes_the_dataset_label_values(make_dataset, tmp_path: Path, layout, logits, expected) -> None:
+    """A network whose output is constant by construction shows which label value each region is painted with."""
+    network = SwinUNETR(4, 3, feature_size=12)
+    with torch.no_grad():
+        network.out.conv.conv.weight.zero_()
+        network.out.conv.conv.bias.copy_(torch.tensor(logits))
+    torch.save(network.state_dict(), tmp_path / "model.pt")
+    data = make_dataset(layout, num_cases=1, num_unlabelled=1, seed=3)
+    run_bundle("inference", "--config_file", "configs/inference.json", "--dataset_dir", str(data),
+               "--ckpt_dir", str(tmp_path), "--output_dir", str(tmp_path / "out"), *TINY)  # fmt: skip
+    written = sorted((tmp_path / "out").glob("*.nii.gz"))
+    assert len(written) == 2
+    for path in written:
+        assert np.unique(np.asarray(nib.load(path).dataobj)).tolist() == [expected]
+
+
+def test_plain_run_is_training_and_a_bad_convention_names_the_file(make_dataset, tmp_path: Path) -> None:
+    """`run` without an id trains; BraTS 2021 files read as BraTS 2023 labels stop with the file and the value 4."""
+    data = make_dataset("brats2021")
+    result = run_bundle("--config_file", "configs/train.json", "--dataset_dir", str(data), "--num_folds", "3",
+                        "--ckpt_dir", str(tmp_path), "--output_dir", str(tmp_path), "--epochs", "1",
+                        "--label_convention", "brats2023", *TINY, expect_ok=False)  # fmt: skip
+    assert result.returncode != 0
+    assert "_seg.nii.gz: label values [4] are not part of the 'brats2023' convention" in result.stdout + result.stderr
