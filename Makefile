@@ -20,17 +20,21 @@ $(STAMP): requirements.txt
 demo: install
 	bash swin_brats_bundle/scripts/demo.sh
 
+# One pytest process per bundle: both bundles have a `scripts` package, as model-zoo bundles do.
+TEST_SUITES := $(wildcard tests/swin_brats tests/classification)
+LINTED := $(wildcard swin_brats_bundle classification_bundle tests ci bench)
+
 test: install
-	$(PY) -m ruff check swin_brats_bundle classification_bundle tests ci bench
-	$(PY) -m ruff format --check swin_brats_bundle classification_bundle tests ci bench
-	$(PY) -m pytest
+	$(PY) -m ruff check $(LINTED)
+	$(PY) -m ruff format --check $(LINTED)
+	@set -e; for suite in $(TEST_SUITES); do echo "== pytest $$suite"; $(PY) -m pytest $$suite; done
 
 lint: install
-	$(PY) -m ruff check swin_brats_bundle classification_bundle tests ci bench
+	$(PY) -m ruff check $(LINTED)
 
 format: install
-	$(PY) -m ruff format swin_brats_bundle classification_bundle tests ci bench
-	$(PY) -m ruff check --fix swin_brats_bundle classification_bundle tests ci bench
+	$(PY) -m ruff format $(LINTED)
+	$(PY) -m ruff check --fix $(LINTED)
 
 clean:
 	rm -rf $(VENV) .pytest_cache demo_output
