@@ -38,6 +38,30 @@ def plain_state_dict(network: torch.nn.Module) -> dict[str, torch.Tensor]:
     return getattr(network, "module", network).state_dict()
 
 
+def load_model(network: torch.nn.Module, path: str | Path, device: torch.device | str = "cpu") -> torch.nn.Module:
+    """Load a plain state dict with `weights_only=True`; refuse, naming the file, anything else.
+
+    Failures exit with a one-line message instead of a traceback: a missing or foreign checkpoint is a user error.
+    A pickle payload never runs: `weights_only` unpickling rejects every callable it does not know.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise SystemExit(f"error: no trained model at {path}; train one first or pass --ckpt_dir / --checkpoint.")
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except Exception as error:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise SystemExit(f"error: refused to load {path}: not a plain weights file ({first_line})") from None
+    target = getattr(network, "module", network)
+    try:
+        target.load_state_dict(state.get("model", state) if isinstance(state, dict) else state)
+    except (RuntimeError, AttributeError, TypeError) as error:
+        first_line = str(error).strip().splitlines()[0]
+        raise SystemExit(f"error: {path} does not fit the configured network ({first_line})") from None
+    logger.info(f"loaded weights from {path}")
+    return network
+
+
 class BestModelSaver:
     """Evaluator handler: write `model.pt` (plain state dict) whenever the key metric improves."""
 

@@ -120,3 +120,29 @@ def test_torchrun_ddp_on_cpu_matches_single_process_evaluation(make_dataset, tmp
     assert float(single["val_mean_dice"]) == pytest.approx(float(distributed_dice.pop()), abs=1e-6)
     evaluated = (tmp_path / "evaluation" / "val_mean_dice_raw.csv").read_text().strip().splitlines()
     assert len(evaluated) == 1 + 3  # header + the 3 validation cases the two ranks shared
+
+
+class CreatesAFile:
+    """A pickle payload: unpickling it with plain `torch.load` would create `marker`."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_inference_refuses_a_pickle_payload_and_names_the_checkpoint(make_dataset, tmp_path: Path) -> None:
+    marker = tmp_path / "payload_ran"
+    torch.save({"model": CreatesAFile(marker)}, tmp_path / "model.pt")
+    result = run_bundle("inference", "--config_file", "configs/inference.json",
+                        "--dataset_dir", str(make_dataset("brats2021")), "--ckpt_dir", str(tmp_path),
+                        "--output_dir", str(tmp_path / "out"), *TINY, expect_ok=False)  # fmt: skip
+    assert result.returncode != 0
+    assert not marker.exists(), "the checkpoint's payload ran"
+    assert f"error: refused to load {tmp_path / 'model.pt'}: not a plain weights file" in result.stderr
+    assert "Traceback" not in result.stderr
+    missing = run_bundle("inference", "--config_file", "configs/inference.json",
+                         "--dataset_dir", str(make_dataset("brats2021")), "--ckpt_dir", str(tmp_path / "none"),
+                         *TINY, expect_ok=False)  # fmt: skip
+    assert missing.returncode != 0 and f"error: no trained model at {tmp_path / 'none' / 'model.pt'}" in missing.stderr
