@@ -7,12 +7,13 @@ during a save can leave a truncated `model.pt`; these handlers write a temporary
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 from ignite.engine import Engine, Events
+
+from scripts.atomic import atomic_write
 
 logger = logging.getLogger(__name__)
 
@@ -20,17 +21,10 @@ TRAINING_CHECKPOINT = "checkpoint.pt"
 
 
 def save_atomic(obj: Any, path: str | Path) -> Path:
-    """`torch.save` to a temporary file in the same folder, then rename: readers never see a partial file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    try:
-        torch.save(obj, partial)
-        os.chmod(partial, 0o644)
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)
-    return path
+    """`torch.save` through `atomic_write`: readers never see a partial checkpoint."""
+    with atomic_write(path, "wb") as f:
+        torch.save(obj, f)
+    return Path(path)
 
 
 def plain_state_dict(network: torch.nn.Module) -> dict[str, torch.Tensor]:

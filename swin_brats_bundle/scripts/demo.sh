@@ -30,7 +30,9 @@ cat <<MSG
 
 Demo finished.
   model:        $out/models/model.pt
-  metrics:      $out/evaluation/metrics.csv (per case: $out/evaluation/val_mean_dice_raw.csv)
+  metrics:      $out/evaluation/metrics.csv (per case) and $out/evaluation/summary.json
+  pictures:     $out/evaluation/pictures/
+  curves:       $out/eval/training_curves.png
   predictions:  $out/evaluation/predictions/ (validation fold) and $out/predictions/ (all cases)
   TensorBoard:  $out/eval (tensorboard --logdir $out/eval)
 MSG

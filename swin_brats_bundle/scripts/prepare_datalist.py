@@ -15,17 +15,15 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a file: make the bundle root importable so `scripts.*` resolves
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from scripts.atomic import atomic_write
 from scripts.cases import DatasetLayoutError, discover, to_relative
 
 
 def write_datalist(dataset_dir: str, output: str, num_folds: int = 5, seed: int = 0) -> dict:
     """Discover the cases under `dataset_dir` and write their datalist to `output` (paths relative to dataset_dir)."""
     datalist = to_relative(discover(dataset_dir, num_folds, seed), dataset_dir)
-    output_path = Path(output)
-    output_path.parent.mkdir(parents=True, exist_ok=True)
-    partial = output_path.with_name(output_path.name + ".partial")
-    partial.write_text(json.dumps(datalist, indent=4) + "\n")
-    partial.replace(output_path)
+    with atomic_write(output) as f:
+        f.write(json.dumps(datalist, indent=4) + "\n")
     return datalist
 
 

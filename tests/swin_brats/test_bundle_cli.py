@@ -1,6 +1,7 @@
 """End to end through `python -m monai.bundle`: train -> evaluate -> infer on each dataset layout."""
 
 import csv
+import json
 from pathlib import Path
 
 import nibabel as nib
@@ -56,19 +57,27 @@ def test_train_evaluate_infer(make_dataset, tmp_path: Path, layout: str) -> None
     SwinUNETR(4, 3, feature_size=12).load_state_dict(state)  # a plain state dict of the configured network
     assert list((tmp_path / "train").glob("events.out.tfevents.*"))
 
-    run_bundle("--config_file", TRAIN_EVALUATE, *common, "--output_dir", str(tmp_path / "evaluation"))
+    for produced in ("training_log.csv", "training_curves.png", "validation/metrics.csv", "validation/summary.json"):
+        assert (tmp_path / "train" / produced).is_file(), produced
+
+    evaluation = tmp_path / "evaluation"
+    run_bundle("--config_file", TRAIN_EVALUATE, *common, "--output_dir", str(evaluation))
     validation = [c for c in info["training"] if c["fold"] == 0]
-    with open(tmp_path / "evaluation" / "val_mean_dice_raw.csv") as f:
-        per_case = {Path(row["filename"]).name: float(row["mean"]) for row in csv.DictReader(f)}
-    assert len(per_case) == len(validation) == 1
+    with open(evaluation / "metrics.csv") as f:
+        rows = {row["case_id"]: row for row in csv.DictReader(f)}
+    assert sorted(rows) == sorted(c["case_id"] for c in validation)
+    assert list(next(iter(rows.values())))[:4] == ["case_id", "dice_et", "dice_tc", "dice_wt"]
+    assert json.loads((evaluation / "summary.json").read_text())["cases"] == len(validation)
+    assert sorted(p.name for p in (evaluation / "pictures").glob("*.png")) == sorted(f"{c}.png" for c in rows)
     for case in validation:
-        painted = _assert_on_input_grid(tmp_path / "evaluation" / "predictions" / f"{case['case_id']}.nii.gz", case)
+        painted = _assert_on_input_grid(evaluation / "predictions" / f"{case['case_id']}.nii.gz", case)
         assert set(np.unique(painted)) <= convention.allowed_values
-        # The reported Dice is the Dice of the saved label map: same regions, same BraTS empty rule.
+        # metrics.csv scores exactly the saved label map: same regions, same BraTS empty rule.
         predicted = labels_to_regions(torch.as_tensor(painted), convention).numpy().astype(bool)
-        truth = labels_to_regions(torch.as_tensor(np.asarray(nib.load(case["label"]).dataobj)), convention)
-        dice = np.mean([_dice(predicted[r], truth.numpy()[r].astype(bool)) for r in range(3)])
-        assert dice == pytest.approx(per_case[Path(_input_grid(case).get_filename()).name], abs=1e-4)
+        truth = labels_to_regions(torch.as_tensor(np.asarray(nib.load(case["label"]).dataobj)), convention).numpy()
+        for index, region in enumerate(("tc", "wt", "et")):
+            expected = _dice(predicted[index], truth[index].astype(bool))
+            assert float(rows[case["case_id"]][f"dice_{region}"]) == pytest.approx(expected, abs=1e-6)
 
     output = tmp_path / "predictions"
     run_bundle("inference", "--config_file", "configs/inference.json", "--dataset_dir", str(data),

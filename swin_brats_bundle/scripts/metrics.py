@@ -1,0 +1,226 @@
+"""Per-case BraTS metrics for the regions ET, TC, WT: overlap, HD95 in mm and BraTS 2023 lesion-wise scores.
+
+Empty regions follow BraTS: prediction and truth both empty -> Dice 1, HD95 0; exactly one empty -> Dice 0 and
+HD95 `HD95_EMPTY_MM`. MONAI's `DiceMetric` skips cases with empty truth by default (`ignore_empty=True`); here
+every case scores, so the means are over all cases.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from monai.metrics import (
+    compute_confusion_matrix_metric,
+    compute_dice,
+    compute_hausdorff_distance,
+    compute_iou,
+    get_confusion_matrix,
+)
+from scipy import ndimage
+
+from scripts.labels import REGIONS
+
+HD95_EMPTY_MM = 373.0
+"""BraTS's HD95 when exactly one of prediction and truth is empty: about the diagonal of the 240x240x155 1 mm grid."""
+
+REGION_ORDER = ("et", "tc", "wt")
+"""Column order of the regions (the network's channel order is `labels.REGIONS`: TC, WT, ET)."""
+
+DILATION_ITERATIONS = 3
+"""BraTS-GLI 2023: truth lesions are dilated 3 times (18-connected) to merge close lesions and to find matches."""
+
+_SCORES = ("dice", "iou", "hd95", "sensitivity", "specificity", "lesion_dice", "lesion_hd95")
+_COUNTS = ("lesions_truth", "lesions_missed", "lesions_false_positive")
+METRIC_COLUMNS: list[str] = [f"{name}_{region}" for name in _SCORES + _COUNTS for region in REGION_ORDER]
+"""Per-case columns: dice_et, dice_tc, dice_wt, iou_*, hd95_*, sensitivity_*, specificity_*, lesion_dice_*,
+lesion_hd95_*, then the lesion counts lesions_truth_*, lesions_missed_*, lesions_false_positive_*."""
+
+_CONNECTIVITY_26 = np.ones((3, 3, 3), dtype=bool)
+_DILATION_18 = ndimage.generate_binary_structure(3, 2)
+
+
+@dataclass(frozen=True)
+class LesionScores:
+    """BraTS 2023 lesion-wise Dice and HD95 of one region, with the lesion counts behind them."""
+
+    dice: float
+    hd95: float
+    truth: int
+    missed: int
+    false_positive: int
+
+
+def _batched(masks: np.ndarray) -> torch.Tensor:
+    """(C, H, W, D) bool -> (1, C, H, W, D) float, the one-hot batch layout MONAI's metric functions take."""
+    return torch.from_numpy(np.ascontiguousarray(masks, dtype=np.float32))[None]
+
+
+def dice_score(prediction: np.ndarray, truth: np.ndarray) -> float:
+    """Dice of two binary volumes; both empty -> 1 (`ignore_empty=False` makes MONAI score such cases)."""
+    return float(compute_dice(_batched(prediction[None]), _batched(truth[None]), ignore_empty=False)[0, 0])
+
+
+def hd95_mm(prediction: np.ndarray, truth: np.ndarray, spacing: Sequence[float]) -> float:
+    """Symmetric 95th-percentile Hausdorff distance in mm between boundary voxels; BraTS values for empty masks.
+
+    MONAI measures between boundary-voxel centres; the BraTS scripts use surfel-area-weighted surface distances,
+    so values can differ by a fraction of a voxel on curved surfaces.
+    """
+    has_prediction, has_truth = bool(prediction.any()), bool(truth.any())
+    if not has_prediction and not has_truth:
+        return 0.0
+    if has_prediction != has_truth:
+        return HD95_EMPTY_MM
+    distance = compute_hausdorff_distance(
+        _batched(prediction[None]), _batched(truth[None]), include_background=True, percentile=95, spacing=spacing
+    )
+    return float(distance[0, 0])
+
+
+def _overlap_scores(prediction: np.ndarray, truth: np.ndarray) -> dict[str, np.ndarray]:
+    """Dice, IoU, sensitivity and specificity per channel of (C, H, W, D) masks, with the BraTS empty rules.
+
+    Sensitivity with empty truth is 1 if the prediction is empty too, else 0 (as the BraTS 2023 scripts, via
+    GaNDLF); specificity without truth negatives (truth fills the volume) is 1, as nothing can be a false positive.
+    """
+    y_pred, y = _batched(prediction), _batched(truth)
+    confusion = get_confusion_matrix(y_pred, y, include_background=True)
+    sensitivity = compute_confusion_matrix_metric("sensitivity", confusion)[0].numpy()
+    specificity = compute_confusion_matrix_metric("specificity", confusion)[0].numpy()
+    no_prediction = ~prediction.reshape(len(prediction), -1).any(axis=1)
+    return {
+        "dice": compute_dice(y_pred, y, ignore_empty=False)[0].numpy(),
+        "iou": compute_iou(y_pred, y, ignore_empty=False)[0].numpy(),
+        "sensitivity": np.where(np.isnan(sensitivity), no_prediction.astype(float), sensitivity),
+        "specificity": np.nan_to_num(specificity, nan=1.0),
+    }
+
+
+def _foreground_box(mask: np.ndarray, margin: int) -> tuple[slice, ...]:
+    """Bounding box of `mask` grown by `margin` voxels (clipped to the volume); `mask` must not be empty."""
+    found = np.argwhere(mask)
+    low = np.maximum(found.min(axis=0) - margin, 0)
+    high = np.minimum(found.max(axis=0) + margin + 1, mask.shape)
+    return tuple(slice(int(a), int(b)) for a, b in zip(low, high, strict=True))
+
+
+def _dilate(mask: np.ndarray, iterations: int) -> np.ndarray:
+    # scipy repeats until nothing changes when iterations < 1, so 0 has to mean "no dilation" here.
+    if iterations == 0:
+        return mask.copy()
+    return ndimage.binary_dilation(mask, structure=_DILATION_18, iterations=iterations)
+
+
+def lesion_wise(
+    prediction: np.ndarray,
+    truth: np.ndarray,
+    spacing: Sequence[float],
+    dilation_iterations: int = DILATION_ITERATIONS,
+    min_lesion_voxels: int = 0,
+) -> LesionScores:
+    """BraTS 2023 lesion-wise Dice and HD95 of one binary region (written here: MONAI has no lesion matching).
+
+    Truth lesions are the 26-connected components of the truth dilated `dilation_iterations` times (18-connected),
+    each restricted to the truth, so lesions closer than the dilation reach count as one. A truth lesion matches
+    every 26-connected predicted component inside its dilated extent; its Dice and HD95 are against the union of
+    those. Missed lesions and predicted components matching no lesion score Dice 0 and HD95 `HD95_EMPTY_MM`; the
+    scores are averaged over truth lesions plus false positives, and both empty gives 1 and 0. Truth lesions
+    under `min_lesion_voxels` voxels are left out of the averages (BraTS-GLI leaves out lesions of at most 50 mm³;
+    by default nothing is left out).
+    """
+    if dilation_iterations < 0:
+        raise ValueError(f"dilation_iterations must be at least 0, got {dilation_iterations}.")
+    if not prediction.any() and not truth.any():
+        return LesionScores(1.0, 0.0, 0, 0, 0)
+    # Everything below happens within dilation reach of the foreground: crop for speed on 240x240x155 volumes.
+    box = _foreground_box(prediction | truth, dilation_iterations + 1)
+    prediction, truth = prediction[box], truth[box]
+    # The dilated truth's component is exactly the dilation of the (merged) lesion it contains.
+    extents, num_lesions = ndimage.label(_dilate(truth, dilation_iterations), structure=_CONNECTIVITY_26)
+    components, _ = ndimage.label(prediction, structure=_CONNECTIVITY_26)
+    matched_any: set[int] = set()
+    dice, hd95, missed = [], [], 0
+    for lesion_id in range(1, num_lesions + 1):
+        extent = extents == lesion_id
+        lesion = truth & extent
+        matched = np.unique(components[extent])
+        matched = matched[matched > 0]
+        matched_any.update(int(m) for m in matched)
+        if lesion.sum() < min_lesion_voxels:
+            continue
+        predicted = np.isin(components, matched)
+        dice.append(dice_score(predicted, lesion))
+        hd95.append(hd95_mm(predicted, lesion, spacing))
+        missed += int(matched.size == 0)
+    false_positive = len(set(np.unique(components[components > 0]).tolist()) - matched_any)
+    count = len(dice) + false_positive
+    if count == 0:  # only lesions below min_lesion_voxels, all found
+        return LesionScores(1.0, 0.0, 0, 0, 0)
+    return LesionScores(
+        dice=float(sum(dice)) / count,
+        hd95=(float(sum(hd95)) + false_positive * HD95_EMPTY_MM) / count,
+        truth=len(dice),
+        missed=missed,
+        false_positive=false_positive,
+    )
+
+
+def _as_regions(array: Any, name: str) -> np.ndarray:
+    masks = np.asarray(array) > 0.5
+    if masks.ndim != 4 or masks.shape[0] != len(REGIONS):
+        raise ValueError(f"{name} must have shape (3, H, W, D) with channels {', '.join(REGIONS)}; got {masks.shape}.")
+    return masks
+
+
+def region_metrics(
+    prediction: np.ndarray,
+    truth: np.ndarray,
+    spacing: Sequence[float],
+    dilation_iterations: int = DILATION_ITERATIONS,
+    min_lesion_voxels: int = 0,
+) -> dict[str, float]:
+    """All `METRIC_COLUMNS` of one case from binary (3, H, W, D) TC/WT/ET masks and the voxel spacing in mm."""
+    prediction, truth = _as_regions(prediction, "prediction"), _as_regions(truth, "truth")
+    if prediction.shape != truth.shape:
+        raise ValueError(f"prediction {prediction.shape} and truth {truth.shape} differ in shape.")
+    spacing = [float(s) for s in spacing]
+    if len(spacing) != 3:
+        raise ValueError(f"spacing needs 3 values (mm per voxel along each axis), got {spacing}.")
+    overlap = _overlap_scores(prediction, truth)
+    row: dict[str, float] = {}
+    for region in REGION_ORDER:
+        channel = REGIONS.index(region.upper())
+        pred, true = prediction[channel], truth[channel]
+        lesions = lesion_wise(pred, true, spacing, dilation_iterations, min_lesion_voxels)
+        row |= {f"{name}_{region}": float(overlap[name][channel]) for name in overlap}
+        row |= {
+            f"hd95_{region}": hd95_mm(pred, true, spacing),
+            f"lesion_dice_{region}": lesions.dice,
+            f"lesion_hd95_{region}": lesions.hd95,
+            f"lesions_truth_{region}": float(lesions.truth),
+            f"lesions_missed_{region}": float(lesions.missed),
+            f"lesions_false_positive_{region}": float(lesions.false_positive),
+        }
+    return {column: row[column] for column in METRIC_COLUMNS}
+
+
+def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Mean, median and (population) standard deviation of every numeric column over the cases; text is skipped."""
+    columns = [key for key, value in rows[0].items() if _is_number(value)] if rows else []
+    metrics = {}
+    for column in columns:
+        values = np.array([float(row[column]) for row in rows], dtype=np.float64)
+        metrics[column] = {
+            "mean": float(np.nanmean(values)),
+            "median": float(np.nanmedian(values)),
+            "std": float(np.nanstd(values)),
+        }
+    return {"cases": len(rows), "metrics": metrics}
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool)

@@ -1,0 +1,156 @@
+"""CaseMetricsWriter: per-case rows with spacing and case ids from the metadata, CSV/JSON files and pictures."""
+
+import csv
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from ignite.engine import Engine
+from monai.data import MetaTensor
+from scripts.case_metrics import CaseMetricsWriter, case_id_of, voxel_spacing
+from scripts.labels import CONVENTIONS
+from scripts.metrics import HD95_EMPTY_MM, METRIC_COLUMNS
+
+SHAPE = (20, 20, 20)
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _cube(shift: int = 0, axis: int = 0) -> torch.Tensor:
+    """A 10^3 cube (all three nested regions), optionally shifted along one axis."""
+    mask = torch.zeros(SHAPE)
+    mask[5:15, 5:15, 5:15] = 1
+    return torch.roll(mask, shift, dims=axis).expand(3, *SHAPE).clone()
+
+
+def _item(case_id: str, pred: torch.Tensor, label: torch.Tensor, affine: np.ndarray) -> dict:
+    meta = {"affine": torch.as_tensor(affine), "filename_or_obj": f"/data/{case_id}/{case_id}_flair.nii.gz"}
+    image = torch.rand(4, *SHAPE) + 0.5  # FLAIR first; never 0, so the pictures show a "brain" everywhere
+    return {
+        "image": MetaTensor(image, meta=dict(meta)),
+        "label": MetaTensor(label, meta=dict(meta)),
+        "pred": MetaTensor(pred, meta=dict(meta)),
+    }
+
+
+def _run(writer: CaseMetricsWriter, batches: list[list[dict]]) -> Engine:
+    engine = Engine(lambda engine, batch: batch)  # the "evaluator" outputs the decollated items it is given
+    writer.attach(engine)
+    engine.run(batches, max_epochs=1)
+    return engine
+
+
+@pytest.fixture
+def items() -> list[dict]:
+    # The x axis is flipped in every affine (as in BraTS files): spacing must come from column norms, not signs.
+    anisotropic = np.diag([-2.0, 1.0, 3.0, 1.0])
+    empty_et = _cube()
+    empty_et[2] = 0  # ET channel (labels.REGIONS order TC, WT, ET) missed entirely
+    return [
+        _item("BraTS2021_00001", _cube(shift=2, axis=0), _cube(), anisotropic),  # 2 voxels x 2 mm
+        _item("BraTS2021_00002", _cube(), _cube(), anisotropic),
+        _item("BraTS2021_00003", empty_et, _cube(), np.diag([-1.0, 1.0, 1.0, 1.0])),
+    ]
+
+
+def test_rows_files_and_state(tmp_path: Path, items: list[dict]) -> None:
+    writer = CaseMetricsWriter(str(tmp_path), num_pictures=0)
+    engine = _run(writer, [items[:2], items[2:]])
+    rows = engine.state.case_metrics["rows"]
+    assert [row["case_id"] for row in rows] == ["BraTS2021_00001", "BraTS2021_00002", "BraTS2021_00003"]
+    # Case 1: shifted cubes, Dice 2*800/2000, HD95 2 voxels * 2 mm (the x spacing, sign of the affine ignored).
+    assert rows[0]["dice_wt"] == pytest.approx(0.8) and rows[0]["hd95_wt"] == pytest.approx(4.0)
+    assert rows[1]["dice_et"] == 1.0 and rows[1]["hd95_et"] == 0.0
+    assert (rows[2]["dice_et"], rows[2]["hd95_et"], rows[2]["dice_tc"]) == (0.0, HD95_EMPTY_MM, 1.0)
+
+    with open(tmp_path / "metrics.csv", newline="") as f:
+        table = list(csv.reader(f))
+    assert table[0] == ["case_id", *METRIC_COLUMNS]
+    assert [line[0] for line in table[1:]] == ["BraTS2021_00001", "BraTS2021_00002", "BraTS2021_00003"]
+    assert table[1][1 + METRIC_COLUMNS.index("dice_et")] == "0.800000"
+    assert table[3][1 + METRIC_COLUMNS.index("hd95_et")] == "373.000000"
+
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["cases"] == 3
+    # dice_et over the cases: 0.8, 1, 0 -> mean 0.6, median 0.8; hd95_et: 4, 0, 373 -> mean 377/3.
+    assert summary["metrics"]["dice_et"]["mean"] == pytest.approx(0.6)
+    assert summary["metrics"]["dice_et"]["median"] == pytest.approx(0.8)
+    assert summary["metrics"]["hd95_et"]["mean"] == pytest.approx(377 / 3)
+    assert summary == engine.state.case_metrics["summary"]
+    assert not (tmp_path / "pictures").exists()
+    assert not list(tmp_path.glob("*.partial"))
+
+
+def test_rows_reset_each_run(tmp_path: Path, items: list[dict]) -> None:
+    writer = CaseMetricsWriter(str(tmp_path), num_pictures=0)
+    _run(writer, [items])
+    engine = _run(writer, [items[:1]])
+    assert len(engine.state.case_metrics["rows"]) == 1
+    assert len((tmp_path / "metrics.csv").read_text().splitlines()) == 2
+
+
+def test_pictures_of_worst_and_best(tmp_path: Path, items: list[dict]) -> None:
+    # Mean Dice: case 1 0.8, case 2 1.0, case 3 2/3 -> worst is case 3, best is case 2; case 1 gets none.
+    writer = CaseMetricsWriter(str(tmp_path), convention="brats2021", num_pictures=1)
+    _run(writer, [[item] for item in items])
+    pictures = sorted(p.name for p in (tmp_path / "pictures").iterdir())
+    assert pictures == ["BraTS2021_00002.png", "BraTS2021_00003.png"]
+    for name in pictures:
+        data = (tmp_path / "pictures" / name).read_bytes()
+        assert data.startswith(PNG_SIGNATURE) and len(data) > 20_000
+    assert set(writer._views) == {"BraTS2021_00002", "BraTS2021_00003"}  # only candidates' slices are kept
+
+
+def test_spacing_and_case_id_sources() -> None:
+    flipped = MetaTensor(torch.zeros(1, 2, 2, 2), meta={"affine": torch.diag(torch.tensor([-0.5, 2.0, 1.5, 1.0]))})
+    assert voxel_spacing(flipped) == (0.5, 2.0, 1.5)
+    header_only = SimpleNamespace(meta={"pixdim": [1.0, 0.9, 0.8, 2.5, 0, 0, 0, 0]})
+    assert voxel_spacing(None, header_only) == pytest.approx((0.9, 0.8, 2.5))
+    assert voxel_spacing(torch.zeros(2)) == (1.0, 1.0, 1.0)
+    msd = SimpleNamespace(meta={"filename_or_obj": "/data/imagesTr/BRATS_007.nii.gz"})
+    assert case_id_of(None, msd, default="x") == "BRATS_007"
+    assert case_id_of(torch.zeros(1), default="case_0001") == "case_0001"
+
+
+def test_inside_a_monai_evaluator(tmp_path: Path, make_dataset) -> None:
+    """Real loading, decollation and metadata: case ids from the files, 1 mm spacing from their affine."""
+    from monai.engines import SupervisedEvaluator
+    from monai.transforms import Activationsd, AsDiscreted, Compose, LoadImaged, NormalizeIntensityd
+    from scripts.cases import discover
+    from scripts.labels import LabelsToRegionsd, NestRegionsd
+
+    convention = CONVENTIONS["brats2021"]
+    cases = discover(make_dataset("brats2021"))["training"]
+    loading = Compose(
+        [
+            LoadImaged(keys=["image", "label"], ensure_channel_first=True, image_only=True),
+            LabelsToRegionsd(keys="label", convention=convention),
+            NormalizeIntensityd(keys="image", nonzero=True, channel_wise=True),
+        ]
+    )
+
+    class BrightFlair(torch.nn.Module):
+        """Calls every bright FLAIR voxel tumour: crude, but a real prediction for each case."""
+
+        def forward(self, image: torch.Tensor) -> torch.Tensor:
+            return (image[:, :1] > 1.0).float().repeat(1, 3, 1, 1, 1) * 20 - 10
+
+    evaluator = SupervisedEvaluator(
+        device=torch.device("cpu"),
+        val_data_loader=torch.utils.data.DataLoader(
+            [loading(case) for case in cases], batch_size=2, collate_fn=__import__("monai").data.list_data_collate
+        ),
+        network=BrightFlair(),
+        postprocessing=Compose(
+            [Activationsd(keys="pred", sigmoid=True), AsDiscreted(keys="pred", threshold=0.5), NestRegionsd("pred")]
+        ),
+        val_handlers=[CaseMetricsWriter(str(tmp_path), convention=convention, num_pictures=1)],
+    )
+    evaluator.run()
+    rows = evaluator.state.case_metrics["rows"]
+    assert sorted(row["case_id"] for row in rows) == sorted(case["case_id"] for case in cases)
+    for row in rows:
+        assert 0.0 < row["dice_wt"] < 1.0 and 0.0 < row["hd95_wt"] < 64.0
+    assert len(list((tmp_path / "pictures").glob("*.png"))) == 2
