@@ -49,3 +49,13 @@ def test_every_knob_is_a_top_level_key() -> None:
     assert knobs <= set(train)
     assert train["roi_size"] == [96, 96, 96] and train["feature_size"] == 48 and train["learning_rate"] == 1e-4
     assert train["label_convention"] == "auto" and train["normalization"] == "zscore"
+
+
+def test_metadata_is_valid_against_the_vendored_schema() -> None:
+    from monai.bundle import verify_metadata
+
+    schema = BUNDLE.parent / "ci" / "meta_schema_20240725.json"
+    metadata = json.loads((CONFIGS / "metadata.json").read_text())
+    assert metadata["schema"].endswith("/" + schema.name)
+    verify_metadata(meta_file=str(CONFIGS / "metadata.json"), filepath=str(schema))  # raises on any violation
+    assert metadata["version"] in metadata["changelog"]

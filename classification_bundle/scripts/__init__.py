@@ -1,0 +1,1 @@
+"""Hooks of the Swin UNETR 3D classification bundle."""
