@@ -25,7 +25,8 @@ LAYOUTS = ("brats2021", "brats2023", "msd")
 def run_bundle(*args: str, cwd: Path = BUNDLE, expect_ok: bool = True) -> subprocess.CompletedProcess:
     """Run `python -m monai.bundle run ...` from the bundle folder; on an unexpected exit code show the output."""
     command = [sys.executable, "-m", "monai.bundle", "run", *args]
-    command += ["--meta_file", "configs/metadata.json", "--logging_file", "configs/logging.conf"]
+    command += ["--meta_file", str(BUNDLE / "configs" / "metadata.json")]
+    command += ["--logging_file", str(BUNDLE / "configs" / "logging.conf")]
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "PYTHONWARNINGS": "ignore"}
     result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
     if expect_ok and result.returncode != 0:

@@ -8,7 +8,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from conftest import LAYOUTS, TINY, run_bundle
+from conftest import BUNDLE, LAYOUTS, REPO, TINY, run_bundle
 from monai.networks.nets import SwinUNETR
 from scripts.cases import discover
 from scripts.labels import CONVENTIONS, labels_to_regions
@@ -108,8 +108,12 @@ def test_inference_writes_the_dataset_label_values(make_dataset, tmp_path: Path,
     torch.save(network.state_dict(), tmp_path / "model.pt")
     data = make_dataset(layout, num_cases=1, num_unlabelled=1, seed=3)
     run_id = ["inference"] if layout != "msd" else []  # a plain `run` of inference.json infers too
-    run_bundle(*run_id, "--config_file", "configs/inference.json", "--dataset_dir", str(data),
-               "--ckpt_dir", str(tmp_path), "--output_dir", str(tmp_path / "out"), *TINY)  # fmt: skip
+    # brats2021 runs from the repository root: every path derives from --bundle_root
+    where = {"cwd": REPO, "config": str(BUNDLE / "configs" / "inference.json"), "root": ["--bundle_root", str(BUNDLE)]}
+    if layout != "brats2021":
+        where = {"cwd": BUNDLE, "config": "configs/inference.json", "root": []}
+    run_bundle(*run_id, "--config_file", where["config"], *where["root"], "--dataset_dir", str(data),
+               "--ckpt_dir", str(tmp_path), "--output_dir", str(tmp_path / "out"), *TINY, cwd=where["cwd"])  # fmt: skip
     written = sorted((tmp_path / "out").glob("*.nii.gz"))
     assert len(written) == 2
     for path in written:
