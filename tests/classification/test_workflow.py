@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 from cls_helpers import BUNDLE, CONFIGS, REPO
+from mlflow import MlflowClient
 from monai.bundle import ConfigWorkflow
 
 TINY = ["--feature_size", "12", "--roi_size", "[14,14,14]", "--num_samples", "60", "--epochs", "1",
@@ -61,6 +62,14 @@ def test_train_evaluate_infer_through_the_cli(tmp_path):
     with sqlite3.connect(out / "mlruns.db") as db:
         keys = {row[0] for row in db.execute("select distinct key from metrics")}
     assert {"train_loss", "train_accuracy", "val_accuracy"} <= keys
+    client = MlflowClient(tracking_uri=f"sqlite:///{out / 'mlruns.db'}")
+    (run,) = client.search_runs([client.get_experiment_by_name("swin_classification").experiment_id])
+    assert {"learning_rate", "feature_size", "roi_size", "epochs", "batch_size", "bundle_version"} <= set(
+        run.data.params
+    )
+    assert run.data.tags["bundle_name"] == "classification_bundle"
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert "model.pt" in artifacts and any(a.startswith("config_") for a in artifacts)
 
     # evaluation from the repository root with --bundle_root, tracked too
     bundle_run(
