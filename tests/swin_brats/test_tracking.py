@@ -10,8 +10,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import torch
 from conftest import TINY, run_bundle
 from mlflow import MlflowClient
+from monai.networks.nets import SwinUNETR
 
 EXPECTED_PARAMS = {"learning_rate", "roi_size", "feature_size", "epochs", "batch_size", "normalization"}
 EXPECTED_PARAMS |= {"label_convention", "fold", "amp", "use_checkpoint", "bundle_version"}
@@ -96,3 +98,16 @@ def test_an_unreachable_server_is_a_clear_error_at_start(make_dataset, tmp_path:
     assert result.returncode != 0
     assert f"error: MLflow tracking server {uri} is not reachable" in result.stderr
     assert "Traceback" not in result.stderr and not (tmp_path / "model.pt").exists()
+
+
+def test_inference_is_tracked_too(make_dataset, tmp_path: Path) -> None:
+    network = SwinUNETR(4, 3, feature_size=12)
+    torch.save(network.state_dict(), tmp_path / "model.pt")
+    run_bundle("inference", "--config_file", "configs/inference.json", "--dataset_dir",
+               str(make_dataset("brats2021", num_cases=1, num_unlabelled=0, seed=3)), "--ckpt_dir", str(tmp_path),
+               "--output_dir", str(tmp_path / "out"), "--tracking", "mlflow", "--run_name", "infer", *TINY)  # fmt: skip
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'out' / 'mlruns.db'}")
+    (run,) = client.search_runs([client.get_experiment_by_name("swin_brats").experiment_id])
+    assert run.info.status == "FINISHED" and run.info.run_name == "infer"
+    assert any(a.path.startswith("config_") for a in client.list_artifacts(run.info.run_id))
+    assert run.data.params["label_convention"] == "brats2021" and run.data.params["sw_overlap"] == "0.5"
