@@ -53,10 +53,15 @@ def _find_nifti(folder: Path, stem: str) -> Path | None:
     return None
 
 
-def _anchor_files(root: Path, spec: dict[str, Any]) -> list[Path]:
+def anchor_pattern(layout: str) -> str:
+    """Glob of a BraTS layout's first-modality (FLAIR) files, which identify its cases."""
+    spec = BRATS_LAYOUTS[layout]
+    return f"*{spec['separator']}{spec['modalities'][0]}.nii*"
+
+
+def _anchor_files(root: Path, layout: str) -> list[Path]:
     """The first-modality files of a BraTS layout under `root` (macOS `._` stubs skipped)."""
-    pattern = f"*{spec['separator']}{spec['modalities'][0]}.nii*"
-    return sorted(p for p in root.rglob(pattern) if not p.name.startswith("._"))
+    return sorted(p for p in root.rglob(anchor_pattern(layout)) if not p.name.startswith("._"))
 
 
 def _discover_brats(dataset_dir: Path, layout: str) -> tuple[list[dict], list[dict]]:
@@ -64,7 +69,7 @@ def _discover_brats(dataset_dir: Path, layout: str) -> tuple[list[dict], list[di
     sep, anchor = spec["separator"], spec["modalities"][0]
     pattern = re.compile(rf"^(?P<case>.+){re.escape(sep)}{anchor}\.nii(\.gz)?$")
     training, testing, problems = [], [], []
-    anchors = _anchor_files(dataset_dir, spec)
+    anchors = _anchor_files(dataset_dir, layout)
     for anchor_file in anchors:
         match = pattern.match(anchor_file.name)
         if match is None:
@@ -115,13 +120,7 @@ def detect_layout(dataset_dir: str | Path) -> str:
         raise DatasetLayoutError(f"dataset_dir {root} does not exist or is not a folder.")
     if (root / "dataset.json").is_file() and (root / "imagesTr").is_dir():
         return "msd"
-    found = [
-        layout
-        for layout, spec in BRATS_LAYOUTS.items()
-        if any(
-            p for p in root.rglob(f"*{spec['separator']}{spec['modalities'][0]}.nii*") if not p.name.startswith("._")
-        )
-    ]
+    found = [layout for layout in BRATS_LAYOUTS if _anchor_files(root, layout)]
     if len(found) > 1:
         raise DatasetLayoutError(f"{root} mixes BraTS 2021 and BraTS 2023 file names; keep one layout per folder.")
     if not found:

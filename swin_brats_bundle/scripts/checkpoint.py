@@ -27,9 +27,14 @@ def save_atomic(obj: Any, path: str | Path) -> Path:
     return Path(path)
 
 
+def unwrap(network: torch.nn.Module) -> torch.nn.Module:
+    """The network inside a DistributedDataParallel wrapper, or the network itself."""
+    return getattr(network, "module", network)
+
+
 def plain_state_dict(network: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """State dict without the DistributedDataParallel `module.` wrapper, for export and inference."""
-    return getattr(network, "module", network).state_dict()
+    """State dict without the DistributedDataParallel `module.` prefix, for export and inference."""
+    return unwrap(network).state_dict()
 
 
 def load_model(network: torch.nn.Module, path: str | Path, device: torch.device | str = "cpu") -> torch.nn.Module:
@@ -46,9 +51,8 @@ def load_model(network: torch.nn.Module, path: str | Path, device: torch.device 
     except Exception as error:
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise SystemExit(f"error: refused to load {path}: not a plain weights file ({first_line})") from None
-    target = getattr(network, "module", network)
     try:
-        target.load_state_dict(state.get("model", state) if isinstance(state, dict) else state)
+        unwrap(network).load_state_dict(state.get("model", state) if isinstance(state, dict) else state)
     except (RuntimeError, AttributeError, TypeError) as error:
         first_line = str(error).strip().splitlines()[0]
         raise SystemExit(f"error: {path} does not fit the configured network ({first_line})") from None
@@ -129,7 +133,7 @@ def resume_training(
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # any unpickling failure: report the file, never run its payload
         raise RuntimeError(f"{path} is not a loadable training checkpoint: {error}") from error
-    getattr(network, "module", network).load_state_dict(state["model"])
+    unwrap(network).load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     if lr_scheduler is not None and "lr_scheduler" in state:
         lr_scheduler.load_state_dict(state["lr_scheduler"])

@@ -78,6 +78,13 @@ def get_convention(name: str, detected: str | None = None) -> LabelConvention:
     return CONVENTIONS[resolved]
 
 
+def _like(result: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
+    """`result` carrying `source`'s metadata when `source` is a MetaTensor (file name, affine for saving)."""
+    if isinstance(source, MetaTensor):
+        return MetaTensor(result, meta=source.meta, applied_operations=source.applied_operations)
+    return result
+
+
 def _source_name(data: torch.Tensor | np.ndarray) -> str:
     meta = getattr(data, "meta", None) or {}
     return str(meta.get("filename_or_obj", "<in-memory label>"))
@@ -103,19 +110,13 @@ def labels_to_regions(label: torch.Tensor, convention: LabelConvention) -> torch
     channels = [
         torch.isin(plain, torch.tensor(sorted(group), device=plain.device)) for group in convention.region_values
     ]
-    regions = torch.stack(channels).to(torch.float32)
-    if isinstance(label, MetaTensor):
-        return MetaTensor(regions, meta=label.meta, applied_operations=label.applied_operations)
-    return regions
+    return _like(torch.stack(channels).to(torch.float32), label)
 
 
 def nest_regions(regions: torch.Tensor) -> torch.Tensor:
     """Binary TC/WT/ET channels made nested (ET ⊂ TC ⊂ WT) by union: the regions a painted label map encodes."""
     tc, wt, et = (regions[i] > 0.5 for i in range(3))
-    nested = torch.stack([tc | et, wt | tc | et, et]).to(regions.dtype)
-    if isinstance(regions, MetaTensor):
-        return MetaTensor(nested, meta=regions.meta, applied_operations=regions.applied_operations)
-    return nested
+    return _like(torch.stack([tc | et, wt | tc | et, et]).to(regions.dtype), regions)
 
 
 def regions_to_labels(regions: torch.Tensor, convention: LabelConvention) -> torch.Tensor:
@@ -128,10 +129,7 @@ def regions_to_labels(regions: torch.Tensor, convention: LabelConvention) -> tor
     painted[wt] = convention.edema
     painted[tc] = convention.core_only
     painted[et] = convention.enhancing
-    painted = painted.unsqueeze(0)
-    if isinstance(regions, MetaTensor):
-        return MetaTensor(painted, meta=regions.meta, applied_operations=regions.applied_operations)
-    return painted
+    return _like(painted.unsqueeze(0), regions)
 
 
 class LabelsToRegionsd(MapTransform):

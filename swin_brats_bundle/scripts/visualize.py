@@ -25,7 +25,7 @@ if __package__ in (None, ""):  # run as a file: make the bundle root importable 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from scripts.atomic import atomic_write
-from scripts.cases import case_id_from_path
+from scripts.cases import BRATS_LAYOUTS, anchor_pattern, case_id_from_path
 from scripts.labels import CONVENTIONS, LabelConvention
 
 # Overlay colour per role in the convention (RGB); the legend names each with the convention's own label text.
@@ -33,7 +33,7 @@ ROLE_COLOURS = {"edema": (0.1, 0.85, 0.2), "core_only": (0.95, 0.15, 0.1), "enha
 OVERLAY_ALPHA = 0.45
 # Per view: the sliced axis, and the side letters (left, right, top) of the picture for RAS-ordered arrays.
 VIEWS = {"axial": (2, ("R", "L", "A")), "sagittal": (0, ("A", "P", "S")), "coronal": (1, ("R", "L", "S"))}
-FLAIR_PATTERNS = ("*_flair.nii*", "*-t2f.nii*")
+FLAIR_PATTERNS = tuple(anchor_pattern(layout) for layout in BRATS_LAYOUTS)
 BACKGROUND_BLACK_GRAY = colormaps["gray"].with_extremes(bad="black")  # background is NaN in the FLAIR planes
 
 
