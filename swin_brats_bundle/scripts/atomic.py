@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import os
 import tempfile
 from collections.abc import Iterator
@@ -14,10 +15,13 @@ from typing import IO
 def atomic_write(path: str | Path, mode: str = "w", **open_kwargs: str) -> Iterator[IO]:
     """Open a temporary file in `path`'s folder; on success rename it to `path` (mode 0644), on error delete it.
 
-    Readers and a killed process never see a half-written file under the final name.
+    Readers and a killed process never see a half-written file under the final name. A SIGKILL cannot clean up, so
+    temporary files of `path` left by a killed process are removed at its next write.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.partial"):
+        stale.unlink(missing_ok=True)
     handle, partial = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
     try:
         with os.fdopen(handle, mode, **open_kwargs) as f:

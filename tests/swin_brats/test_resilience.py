@@ -33,6 +33,9 @@ def test_save_atomic_never_leaves_a_partial_file(tmp_path: Path) -> None:
     assert torch.equal(torch.load(target, weights_only=True)["weight"], torch.ones(2))
     assert [p.name for p in tmp_path.iterdir()] == ["model.pt"]
     assert oct(target.stat().st_mode & 0o777) == "0o644"
+    (tmp_path / ".model.pt.abc123.partial").write_bytes(b"left by a killed writer")
+    save_atomic({"weight": torch.zeros(2)}, target)
+    assert [p.name for p in tmp_path.iterdir()] == ["model.pt"]
 
 
 def _train_command(data: Path, ckpt: Path, epochs: int, *extra: str) -> list[str]:
@@ -53,7 +56,8 @@ def test_sigkill_then_resume_finishes_only_the_remaining_epochs(make_dataset, tm
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert process.returncode == -signal.SIGKILL, "training ended before it could be killed"
-    assert not [p.name for p in ckpt.iterdir() if p.name.endswith(".partial")]
+    # both were complete when the kill came; another output may have been mid-write (its temporary file remains)
+    assert not [p.name for p in ckpt.iterdir() if p.name.startswith((".checkpoint.pt.", ".model.pt."))]
     saved_epoch = torch.load(ckpt / TRAINING_CHECKPOINT, weights_only=True)["trainer"]["epoch"]
     assert saved_epoch == 1
 
@@ -63,6 +67,7 @@ def test_sigkill_then_resume_finishes_only_the_remaining_epochs(make_dataset, tm
     assert [int(e) for e in TRAINER_EPOCH_DONE.findall(log)] == [2]  # epoch 1 is not trained again
     assert torch.load(ckpt / TRAINING_CHECKPOINT, weights_only=True)["trainer"]["epoch"] == 2
     SwinUNETR(4, 3, feature_size=12).load_state_dict(torch.load(ckpt / "model.pt", weights_only=True))
+    assert not [p.name for p in ckpt.rglob("*.partial")], "temporary files of the killed run are cleaned up"
 
 
 def _seeded_losses(data: Path, out: Path) -> list[float]:
