@@ -1,0 +1,125 @@
+"""Atomic checkpoints: the best model as a plain state dict, a full training state every few epochs, and resume.
+
+MONAI's `CheckpointSaver` writes with `atomic=False` (ignite's atomic mode leaves owner-only permissions), so a kill
+during a save can leave a truncated `model.pt`; these handlers write a temporary file and rename it.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+from ignite.engine import Engine, Events
+
+from scripts.atomic import atomic_write
+
+logger = logging.getLogger(__name__)
+
+TRAINING_CHECKPOINT = "checkpoint.pt"
+
+
+def save_atomic(obj: Any, path: str | Path) -> Path:
+    """`torch.save` through `atomic_write`: readers never see a partial checkpoint."""
+    with atomic_write(path, "wb") as f:
+        torch.save(obj, f)
+    return Path(path)
+
+
+def unwrap(network: torch.nn.Module) -> torch.nn.Module:
+    """The network inside a DistributedDataParallel wrapper, or the network itself."""
+    return getattr(network, "module", network)
+
+
+def plain_state_dict(network: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """State dict without the DistributedDataParallel `module.` prefix, for export and inference."""
+    return unwrap(network).state_dict()
+
+
+class BestModelSaver:
+    """Evaluator handler: write `model.pt` (plain state dict) whenever the key metric improves."""
+
+    def __init__(self, network: torch.nn.Module, save_dir: str, metric_name: str, filename: str = "model.pt") -> None:
+        self.network = network
+        self.path = Path(save_dir) / filename
+        self.metric_name = metric_name
+        self.best_metric = float("-inf")
+        self.best_epoch = 0
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.EPOCH_COMPLETED, self)
+
+    def __call__(self, engine: Engine) -> None:
+        value = float(engine.state.metrics[self.metric_name])
+        if value > self.best_metric:
+            self.best_metric, self.best_epoch = value, engine.state.epoch
+            save_atomic(plain_state_dict(self.network), self.path)
+            logger.info(f"saved {self.path} ({self.metric_name} {value:.4f} at epoch {engine.state.epoch})")
+
+
+class TrainingCheckpoint:
+    """Trainer handler: every `interval` epochs, the full training state to `<save_dir>/checkpoint.pt`, atomically."""
+
+    def __init__(
+        self,
+        save_dir: str,
+        network: torch.nn.Module,
+        optimizer: torch.optim.Optimizer,
+        lr_scheduler: Any = None,
+        best_model: BestModelSaver | None = None,
+        interval: int = 1,
+    ) -> None:
+        self.path = Path(save_dir) / TRAINING_CHECKPOINT
+        self.network, self.optimizer, self.lr_scheduler = network, optimizer, lr_scheduler
+        self.best_model = best_model
+        self.interval = interval
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.EPOCH_COMPLETED(every=self.interval), self)
+
+    def __call__(self, engine: Engine) -> None:
+        state = {
+            "model": plain_state_dict(self.network),
+            "optimizer": self.optimizer.state_dict(),
+            "trainer": {"epoch": engine.state.epoch, "iteration": engine.state.iteration},
+        }
+        if self.lr_scheduler is not None:
+            state["lr_scheduler"] = self.lr_scheduler.state_dict()
+        scaler = getattr(engine, "scaler", None)
+        if scaler is not None:
+            state["scaler"] = scaler.state_dict()
+        if self.best_model is not None:
+            state["best_metric"] = {"value": self.best_model.best_metric, "epoch": self.best_model.best_epoch}
+        save_atomic(state, self.path)
+
+
+def resume_training(
+    trainer: Engine,
+    ckpt_dir: str,
+    network: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    lr_scheduler: Any = None,
+    best_model: BestModelSaver | None = None,
+) -> int:
+    """Restore what `TrainingCheckpoint` saved so `trainer.run()` continues after its epoch; return that epoch."""
+    path = Path(ckpt_dir) / TRAINING_CHECKPOINT
+    if not path.is_file():
+        raise FileNotFoundError(f"--resume true, but there is no training checkpoint at {path}.")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # any unpickling failure: report the file, never run its payload
+        raise RuntimeError(f"{path} is not a loadable training checkpoint: {error}") from error
+    unwrap(network).load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    if lr_scheduler is not None and "lr_scheduler" in state:
+        lr_scheduler.load_state_dict(state["lr_scheduler"])
+    if getattr(trainer, "scaler", None) is not None and "scaler" in state:
+        trainer.scaler.load_state_dict(state["scaler"])
+    if best_model is not None and "best_metric" in state:
+        best_model.best_metric = state["best_metric"]["value"]
+        best_model.best_epoch = state["best_metric"]["epoch"]
+    epoch = int(state["trainer"]["epoch"])
+    trainer.state.epoch, trainer.state.iteration = epoch, int(state["trainer"]["iteration"])
+    logger.info(f"resumed from epoch {epoch} ({path})")
+    return epoch
