@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 TORCH_PIN := torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint format clean
+.PHONY: install demo test zoo-check package lint format clean
 
 install: $(STAMP)
 
@@ -24,10 +24,24 @@ demo: install
 TEST_SUITES := $(wildcard tests/swin_brats tests/classification)
 LINTED := $(wildcard swin_brats_bundle classification_bundle tests ci bench)
 
+# Model-zoo checks of both bundles (ci/README.md lists them); BASE_REF=origin/main also requires a version bump of
+# every bundle whose files differ from that ref.
+BUNDLES := swin_brats_bundle classification_bundle
+BASE_REF ?=
+OUT ?= dist
+
 test: install
 	$(PY) -m ruff check $(LINTED)
 	$(PY) -m ruff format --check $(LINTED)
+	$(PY) ci/check_bundle.py $(BUNDLES) $(if $(BASE_REF),--base-ref $(BASE_REF))
 	@set -e; for suite in $(TEST_SUITES); do echo "== pytest $$suite"; $(PY) -m pytest $$suite; done
+
+zoo-check: install
+	$(PY) ci/check_bundle.py $(BUNDLES) $(if $(BASE_REF),--base-ref $(BASE_REF))
+
+# Release zips <bundle>_v<version>.zip in $(OUT): source files only (no weights, eval/, datalists, caches).
+package: install
+	$(PY) ci/package_bundle.py --out $(OUT) $(BUNDLES)
 
 lint: install
 	$(PY) -m ruff check $(LINTED)
