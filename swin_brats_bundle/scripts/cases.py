@@ -9,6 +9,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from scripts.errors import first_line, stop
+
 CHANNELS = ("FLAIR", "T1ce", "T1", "T2")
 """Network input channel order for every layout (the order of the reference recipe's brats21_folds.json)."""
 
@@ -64,26 +66,31 @@ def _anchor_files(root: Path, layout: str) -> list[Path]:
     return sorted(p for p in root.rglob(anchor_pattern(layout)) if not p.name.startswith("._"))
 
 
-def _discover_brats(dataset_dir: Path, layout: str) -> tuple[list[dict], list[dict]]:
+def _brats_case_folders(dataset_dir: Path, layout: str) -> list[tuple[Path, str]]:
+    """(folder, case id) of every case with at least one file of `layout` (a case missing its FLAIR still counts)."""
     spec = BRATS_LAYOUTS[layout]
-    sep, anchor = spec["separator"], spec["modalities"][0]
-    pattern = re.compile(rf"^(?P<case>.+){re.escape(sep)}{anchor}\.nii(\.gz)?$")
+    found = set()
+    for suffix in (*spec["modalities"], spec["label"]):
+        pattern = re.compile(rf"^(?P<case>.+){re.escape(spec['separator'])}{suffix}\.nii(\.gz)?$")
+        for path in dataset_dir.rglob(f"*{spec['separator']}{suffix}.nii*"):
+            match = pattern.match(path.name)
+            if match is not None and not path.name.startswith("._"):
+                found.add((path.parent, match["case"]))
+    return sorted(found)
+
+
+def _discover_brats(dataset_dir: Path, layout: str, allow_incomplete: bool) -> tuple[list[dict], list[dict]]:
+    spec = BRATS_LAYOUTS[layout]
+    sep = spec["separator"]
     training, testing, problems = [], [], []
-    anchors = _anchor_files(dataset_dir, layout)
-    for anchor_file in anchors:
-        match = pattern.match(anchor_file.name)
-        if match is None:
-            continue
-        case_id, folder = match["case"], anchor_file.parent
-        images = [_find_nifti(folder, f"{case_id}{sep}{mod}") for mod in spec["modalities"]]
-        missing = [
-            f"{case_id}{sep}{mod}.nii.gz"
-            for mod, found in zip(spec["modalities"], images, strict=True)
-            if found is None
-        ]
-        if missing:
+    for folder, case_id in _brats_case_folders(dataset_dir, layout):
+        found = {mod: _find_nifti(folder, f"{case_id}{sep}{mod}") for mod in spec["modalities"]}
+        missing = [f"{case_id}{sep}{mod}.nii.gz" for mod, path in found.items() if path is None]
+        if missing and not allow_incomplete:
             problems.append(f"{folder}: missing {', '.join(missing)}")
             continue
+        # an incomplete case keeps the expected name of each missing file, for the preflight check to report
+        images = [path or folder / f"{case_id}{sep}{mod}.nii.gz" for mod, path in found.items()]
         case = {"case_id": case_id, "image": [str(p) for p in images]}
         label = _find_nifti(folder, f"{case_id}{sep}{spec['label']}")
         if label is not None:
@@ -141,11 +148,17 @@ def assign_folds(cases: list[dict], num_folds: int, seed: int) -> list[dict]:
     return [{**case, "fold": folds[case["case_id"]]} for case in cases]
 
 
-def discover(dataset_dir: str | Path, num_folds: int = 5, seed: int = 0) -> dict[str, Any]:
-    """Datalist of every case under `dataset_dir` with absolute paths, folds, layout and detected label convention."""
+def discover(
+    dataset_dir: str | Path, num_folds: int = 5, seed: int = 0, allow_incomplete: bool = False
+) -> dict[str, Any]:
+    """Datalist of every case under `dataset_dir` with absolute paths, folds, layout and detected label convention.
+
+    A BraTS case missing a modality file raises, all such cases named at once; with `allow_incomplete` it is listed
+    with the missing file's expected path instead, for `scripts.preflight` to report with the other broken cases.
+    """
     root = Path(dataset_dir).resolve()
     layout = detect_layout(root)
-    training, testing = _discover_msd(root) if layout == "msd" else _discover_brats(root, layout)
+    training, testing = _discover_msd(root) if layout == "msd" else _discover_brats(root, layout, allow_incomplete)
     return {
         "layout": layout,
         "label_convention": LAYOUT_CONVENTIONS[layout],
@@ -191,11 +204,23 @@ def load_datalist(datalist_file: str | Path, dataset_dir: str | Path) -> dict[st
     return _map_paths(info, lambda path: str(root / path))
 
 
-def dataset_info(dataset_dir: str, datalist: str | None = None, num_folds: int = 5, seed: int = 0) -> dict[str, Any]:
-    """The cases a workflow uses: from the `datalist` file when given, else discovered under `dataset_dir`."""
-    if datalist:
-        return load_datalist(datalist, dataset_dir)
-    return discover(dataset_dir, num_folds, seed)
+def dataset_info(
+    dataset_dir: str, datalist: str | None = None, num_folds: int = 5, seed: int = 0, debug: bool = False
+) -> dict[str, Any]:
+    """The cases a workflow uses: from the `datalist` file when given, else discovered under `dataset_dir`.
+
+    Incomplete cases are kept (the configs' preflight check names them with every other broken case); a folder
+    without cases or an unreadable datalist stops with a one-line error (a traceback under `debug`).
+    """
+    try:
+        if datalist:
+            return load_datalist(datalist, dataset_dir)
+        return discover(dataset_dir, num_folds, seed, allow_incomplete=True)
+    except DatasetLayoutError as error:
+        stop(str(error), debug, error)
+    except (OSError, json.JSONDecodeError) as error:
+        where = f"datalist {datalist}" if datalist else f"dataset_dir {dataset_dir}"
+        stop(f"cannot read {where} ({first_line(error)})", debug, error)
 
 
 def fold_cases(info: dict[str, Any], fold: int, split: str) -> list[dict]:

@@ -113,9 +113,9 @@ def make_case(rng: np.random.Generator, shape: tuple[int, int, int]) -> Syntheti
     return SyntheticCase(np.rint(images).astype(np.int16), edema, necrosis, enhancing)
 
 
-def _save(array: np.ndarray, path: Path) -> None:
+def _save(array: np.ndarray, path: Path, affine: np.ndarray = AFFINE) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    nib.save(nib.Nifti1Image(array, AFFINE), str(path))
+    nib.save(nib.Nifti1Image(array, affine), str(path))
 
 
 def _case_id(layout: str, index: int) -> str:
@@ -124,21 +124,23 @@ def _case_id(layout: str, index: int) -> str:
     )
 
 
-def write_case(output_dir: Path, layout: str, case_id: str, case: SyntheticCase, labelled: bool) -> None:
-    """Write one case's files where `layout` expects them."""
+def write_case(
+    output_dir: Path, layout: str, case_id: str, case: SyntheticCase, labelled: bool, affine: np.ndarray = AFFINE
+) -> None:
+    """Write one case's files where `layout` expects them, all on the voxel grid `affine`."""
     if layout == "msd":
         order = [CHANNELS.index(name) for name in MSD_FILE_ORDER]
         stacked = np.moveaxis(case.images[order], 0, -1)
-        _save(stacked, output_dir / ("imagesTr" if labelled else "imagesTs") / f"{case_id}.nii.gz")
+        _save(stacked, output_dir / ("imagesTr" if labelled else "imagesTs") / f"{case_id}.nii.gz", affine)
         if labelled:
-            _save(case.label_map("msd"), output_dir / "labelsTr" / f"{case_id}.nii.gz")
+            _save(case.label_map("msd"), output_dir / "labelsTr" / f"{case_id}.nii.gz", affine)
         return
     spec = BRATS_LAYOUTS[layout]
     folder = output_dir / case_id
     for modality, image in zip(spec["modalities"], case.images, strict=True):
-        _save(image, folder / f"{case_id}{spec['separator']}{modality}.nii.gz")
+        _save(image, folder / f"{case_id}{spec['separator']}{modality}.nii.gz", affine)
     if labelled:
-        _save(case.label_map(layout), folder / f"{case_id}{spec['separator']}{spec['label']}.nii.gz")
+        _save(case.label_map(layout), folder / f"{case_id}{spec['separator']}{spec['label']}.nii.gz", affine)
 
 
 def _write_msd_description(output_dir: Path, training: list[str], testing: list[str]) -> None:

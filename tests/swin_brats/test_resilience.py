@@ -8,13 +8,18 @@ import sys
 import time
 from pathlib import Path
 
+import nibabel as nib
+import numpy as np
 import pytest
 import torch
 from conftest import BUNDLE, TINY, run_bundle
-from ignite.engine import Events
+from ignite.engine import Engine, Events
 from monai.bundle import ConfigWorkflow
+from monai.data import NibabelWriter
 from monai.networks.nets import SwinUNETR
-from scripts.checkpoint import TRAINING_CHECKPOINT, save_atomic
+from scripts.checkpoint import TRAINING_CHECKPOINT, resume_training, save_atomic
+from scripts.errors import InputError
+from scripts.writer import PredictionWriter
 
 TRAINER_EPOCH_DONE = re.compile(r"SupervisedTrainer - INFO - Epoch\[(\d+)\] Complete")
 BEST_METRIC = re.compile(r"Got new best metric of val_mean_dice: ([0-9.eE-]+)")
@@ -152,3 +157,92 @@ def test_inference_refuses_a_pickle_payload_and_names_the_checkpoint(make_datase
                          "--dataset_dir", str(make_dataset("brats2021")), "--ckpt_dir", str(tmp_path / "none"),
                          *TINY, expect_ok=False)  # fmt: skip
     assert missing.returncode != 0 and f"error: no trained model at {tmp_path / 'none' / 'model.pt'}" in missing.stderr
+
+
+def _train_state(network: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict:
+    return {"model": network.state_dict(), "optimizer": optimizer.state_dict(), "trainer": {"epoch": 1, "iteration": 2}}
+
+
+def test_resume_without_a_usable_checkpoint_stops_with_one_line_naming_it(make_dataset, tmp_path: Path) -> None:
+    missing = run_bundle(*_train_command(make_dataset("brats2021"), tmp_path / "none", 1, "--resume", "True")[4:],
+                         expect_ok=False)  # fmt: skip
+    assert missing.returncode == 1 and "Traceback" not in missing.stderr
+    assert missing.stderr.strip().splitlines()[-1] == (
+        f"error: --resume True, but there is no training checkpoint at {tmp_path / 'none' / TRAINING_CHECKPOINT}; "
+        "train without --resume first."
+    )
+    assert "Epoch[" not in missing.stdout
+
+    network = torch.nn.Linear(2, 2)
+    optimizer = torch.optim.Adam(network.parameters())
+    path = tmp_path / TRAINING_CHECKPOINT
+    torch.save(_train_state(network, optimizer), path)
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])  # a truncated copy
+    with pytest.raises(SystemExit) as stopped:
+        resume_training(Engine(lambda e, b: None), str(tmp_path), network, optimizer)
+    assert str(stopped.value.code).startswith(f"error: refused to load {path}: not a training checkpoint (")
+    torch.save(network.state_dict(), path)  # a model.pt copied over checkpoint.pt
+    with pytest.raises(SystemExit, match=f"error: {re.escape(str(path))} does not fit the configured network"):
+        resume_training(Engine(lambda e, b: None), str(tmp_path), network, optimizer)
+    with pytest.raises(InputError, match="does not fit") as debug:  # `--debug True`: the traceback, with its cause
+        resume_training(Engine(lambda e, b: None), str(tmp_path), network, optimizer, debug=True)
+    assert isinstance(debug.value.__cause__, KeyError)
+    torch.save(_train_state(network, optimizer), path)
+    trainer = Engine(lambda e, b: None)
+    assert resume_training(trainer, str(tmp_path), network, optimizer) == 1 and trainer.state.iteration == 2
+
+
+def _prediction_writer(writer_class: type, shape: tuple[int, int, int]) -> NibabelWriter:
+    writer = writer_class(output_dtype=np.uint8)
+    writer.set_data_array(torch.ones(1, *shape), channel_dim=0)
+    writer.set_metadata({"affine": torch.eye(4), "original_affine": torch.eye(4)}, resample=False)
+    return writer
+
+
+def test_a_prediction_write_that_dies_half_way_leaves_no_file_under_the_final_name(tmp_path, monkeypatch) -> None:
+    """MONAI's `NibabelWriter` (`SaveImaged`'s default) leaves the torn file; the configs' writer does not."""
+    real_save = nib.save
+
+    def dies_half_way(image: nib.Nifti1Image, filename: str) -> None:
+        real_save(image, filename)
+        Path(filename).write_bytes(Path(filename).read_bytes()[:100])
+        raise KeyboardInterrupt  # what the process sees of a signal, or MemoryError, or a full disk
+
+    monkeypatch.setattr(nib, "save", dies_half_way)
+    for writer_class, leaves_torn_file in ((NibabelWriter, True), (PredictionWriter, False)):
+        target = tmp_path / writer_class.__name__ / "BraTS2021_00000.nii.gz"
+        target.parent.mkdir()
+        with pytest.raises(KeyboardInterrupt):
+            _prediction_writer(writer_class, (20, 20, 20)).write(target)
+        assert target.exists() == leaves_torn_file, writer_class
+    assert list((tmp_path / "PredictionWriter").iterdir()) == []  # its temporary file is gone too
+    monkeypatch.setattr(nib, "save", real_save)
+    _prediction_writer(PredictionWriter, (20, 20, 20)).write(target)
+    assert nib.load(target).shape == (20, 20, 20) and oct(target.stat().st_mode & 0o777) == "0o644"
+
+
+def test_sigkill_during_inference_leaves_no_partial_prediction(make_dataset, tmp_path: Path) -> None:
+    data = make_dataset("brats2021", num_cases=5, num_unlabelled=0, seed=5)
+    network = SwinUNETR(4, 3, feature_size=12)
+    torch.save(network.state_dict(), tmp_path / "model.pt")
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "monai.bundle", "run", "inference", "--config_file", "configs/inference.json",
+               "--dataset_dir", str(data), "--ckpt_dir", str(tmp_path), "--output_dir", str(out), *TINY]  # fmt: skip
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
+    process = subprocess.Popen(command, cwd=BUNDLE, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def predictions() -> list[Path]:
+        return sorted(p for p in out.glob("*.nii.gz") if not p.name.startswith("."))
+
+    deadline = time.monotonic() + 600
+    while not predictions() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL, "inference ended before it could be killed"
+    written = predictions()
+    assert 1 <= len(written) < 5, "killed mid-way: some cases written, not all"
+    for path in written:  # every file under a final name is complete
+        assert np.asarray(nib.load(path).dataobj).shape == (64, 64, 48), path
+    others = {p.name for p in out.iterdir()} - {p.name for p in written} - {"errors.json"}
+    assert all(re.fullmatch(r"\.BraTS2021_\d{5}\.nii\.gz\.\w+\.partial\.nii\.gz", name) for name in others), others
