@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Hashable, Mapping, Sequence
+from pathlib import Path
 
 import torch
 from monai.config import KeysCollection
 from monai.transforms import Compose, MapTransform, NormalizeIntensityd
 
-NORMALIZATIONS = ("zscore",)
+from scripts.histogram import HistogramStandardized
+
+NORMALIZATIONS = ("zscore", "histogram")
 
 
 class ReorderChannelsd(MapTransform):
@@ -30,8 +33,18 @@ class ReorderChannelsd(MapTransform):
         return d
 
 
-def normalization_transform(normalization: str, keys: KeysCollection = "image") -> Compose:
-    """Deterministic intensity normalisation selected by the `normalization` config key."""
+def normalization_transform(
+    normalization: str, keys: KeysCollection = "image", landmarks: str | Path | None = None, debug: bool = False
+) -> Compose:
+    """Deterministic intensity normalisation selected by the `normalization` config key.
+
+    `zscore`: per channel over nonzero voxels. `histogram`: Nyúl–Udupa standardisation onto the `landmarks` file,
+    then z-score over the same voxels.
+    """
     if normalization == "zscore":
         return Compose([NormalizeIntensityd(keys=keys, nonzero=True, channel_wise=True)])
+    if normalization == "histogram":
+        if landmarks is None:
+            raise ValueError("normalization 'histogram' needs a landmarks file (the `landmarks` config key).")
+        return Compose([HistogramStandardized(keys=keys, landmarks=landmarks, zscore=True, debug=debug)])
     raise ValueError(f"Unknown normalization '{normalization}'; choose one of: {', '.join(NORMALIZATIONS)}.")
