@@ -14,6 +14,7 @@ import torch
 from ignite.engine import Engine, Events
 
 from scripts.atomic import atomic_write
+from scripts.errors import first_line, stop
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +36,34 @@ def unwrap(network: torch.nn.Module) -> torch.nn.Module:
 def plain_state_dict(network: torch.nn.Module) -> dict[str, torch.Tensor]:
     """State dict without the DistributedDataParallel `module.` prefix, for export and inference."""
     return unwrap(network).state_dict()
+
+
+def load_model(
+    network: torch.nn.Module, path: str | Path, device: torch.device | str = "cpu", debug: bool = False
+) -> torch.nn.Module:
+    """Load a plain state dict with `weights_only=True`; refuse, naming the file, anything else.
+
+    Failures exit with a one-line message instead of a traceback (unless `debug`): a missing or foreign checkpoint is
+    a user error. A pickle payload never runs: `weights_only` unpickling rejects every callable it does not know.
+    """
+    path = Path(path)
+    if not path.is_file():
+        stop(f"no trained model at {path}; train one first or pass --ckpt_dir / --checkpoint.", debug)
+    state = _load_weights(path, device, "not a plain weights file", debug)
+    try:
+        unwrap(network).load_state_dict(state.get("model", state) if isinstance(state, dict) else state)
+    except (RuntimeError, AttributeError, TypeError) as error:
+        stop(f"{path} does not fit the configured network ({first_line(error)})", debug, error)
+    logger.info(f"loaded weights from {path}")
+    return network
+
+
+def _load_weights(path: Path, device: torch.device | str, what: str, debug: bool) -> Any:
+    """`torch.load(weights_only=True)`; any failure (truncated file, pickle payload) stops naming `path`."""
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except Exception as error:  # any unpickling failure: report the file, never run its payload
+        stop(f"refused to load {path}: {what} ({first_line(error)})", debug, error)
 
 
 class BestModelSaver:
@@ -101,17 +130,22 @@ def resume_training(
     optimizer: torch.optim.Optimizer,
     lr_scheduler: Any = None,
     best_model: BestModelSaver | None = None,
+    debug: bool = False,
 ) -> int:
-    """Restore what `TrainingCheckpoint` saved so `trainer.run()` continues after its epoch; return that epoch."""
+    """Restore what `TrainingCheckpoint` saved so `trainer.run()` continues after its epoch; return that epoch.
+
+    A missing, truncated or foreign `checkpoint.pt` stops with a one-line error naming it (a traceback under `debug`).
+    """
     path = Path(ckpt_dir) / TRAINING_CHECKPOINT
     if not path.is_file():
-        raise FileNotFoundError(f"--resume true, but there is no training checkpoint at {path}.")
+        stop(f"--resume True, but there is no training checkpoint at {path}; train without --resume first.", debug)
+    state = _load_weights(path, "cpu", "not a training checkpoint", debug)
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # any unpickling failure: report the file, never run its payload
-        raise RuntimeError(f"{path} is not a loadable training checkpoint: {error}") from error
-    unwrap(network).load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
+        epoch, iteration = int(state["trainer"]["epoch"]), int(state["trainer"]["iteration"])
+        unwrap(network).load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as error:
+        stop(f"{path} does not fit the configured network and optimiser ({first_line(error)})", debug, error)
     if lr_scheduler is not None and "lr_scheduler" in state:
         lr_scheduler.load_state_dict(state["lr_scheduler"])
     if getattr(trainer, "scaler", None) is not None and "scaler" in state:
@@ -119,7 +153,6 @@ def resume_training(
     if best_model is not None and "best_metric" in state:
         best_model.best_metric = state["best_metric"]["value"]
         best_model.best_epoch = state["best_metric"]["epoch"]
-    epoch = int(state["trainer"]["epoch"])
-    trainer.state.epoch, trainer.state.iteration = epoch, int(state["trainer"]["iteration"])
+    trainer.state.epoch, trainer.state.iteration = epoch, iteration
     logger.info(f"resumed from epoch {epoch} ({path})")
     return epoch

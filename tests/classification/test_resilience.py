@@ -69,8 +69,9 @@ def test_sigkill_then_resume_finishes_only_the_remaining_epochs(tmp_path: Path) 
 def test_resume_without_a_checkpoint_is_refused(tmp_path: Path) -> None:
     done = subprocess.run(_train_command(tmp_path / "empty", 1, "--resume", "True"), cwd=BUNDLE, capture_output=True,
                           text=True, timeout=600)  # fmt: skip
-    assert done.returncode != 0
-    assert str(tmp_path / "empty" / CHECKPOINT) in done.stderr
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    last_line = done.stderr.strip().splitlines()[-1]
+    assert last_line.startswith("error: --resume True") and str(tmp_path / "empty" / CHECKPOINT) in last_line
 
 
 def _seeded_losses(bundle_scripts: Path, out: Path) -> list[float]:
