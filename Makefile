@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 TORCH_PIN := torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test zoo-check package lint format clean
+.PHONY: install demo test zoo-check package bench lint format clean
 
 install: $(STAMP)
 
@@ -42,6 +42,10 @@ zoo-check: install
 # Release zips <bundle>_v<version>.zip in $(OUT): source files only (no weights, eval/, datalists, caches).
 package: install
 	$(PY) ci/package_bundle.py --out $(OUT) $(BUNDLES)
+
+# Segmentation speed benchmarks (bench/README.md); each prints JSON and writes bench/results/swin_brats_*.json.
+bench: install
+	cd bench/swin_brats && ../../$(PY) training.py && ../../$(PY) inference.py && ../../$(PY) scaling.py
 
 lint: install
 	$(PY) -m ruff check $(LINTED)

@@ -1,5 +1,5 @@
-"""Model-zoo release of classification_bundle: zip -> safe unpack elsewhere -> inference there; TorchScript export
-with eager parity and inference from the exported file alone."""
+"""Model-zoo release of classification_bundle: zip -> safe unpack elsewhere -> inference there; TorchScript and ONNX
+export with eager parity, and inference from the TorchScript file alone."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from types import ModuleType
 
 import nibabel as nib
 import numpy as np
+import onnxruntime
 import pytest
 import torch
 from cls_helpers import BUNDLE, REPO, extrude, real_digits
@@ -26,6 +27,13 @@ from unpack_bundle import safe_extract  # noqa: E402
 VERSION = json.loads((BUNDLE / "configs" / "metadata.json").read_text())["version"]
 TINY = ["--feature_size", "12", "--num_threads", "0", "--batch_size", "4"]
 TS_CONFIGS = "['configs/inference.json','configs/inference_torchscript.json']"
+# `onnx_export --converter_kwargs` as the model card documents it: the TorchScript-based exporter (dynamo=False), a free
+# batch axis, and MONAI's own onnxruntime check of the export input.
+ONNX_CONVERTER = (
+    "{'dynamo': False, 'opset_version': 18, 'input_names': ['image'], 'output_names': ['pred'],"
+    " 'dynamic_axes': {'image': {0: 'batch'}, 'pred': {0: 'batch'}},"
+    " 'verify': True, 'use_ort': True, 'device': 'cpu', 'rtol': 0.0, 'atol': 1e-4}"
+)
 
 
 def bundle_cli(*args: str, cwd: Path) -> None:
@@ -97,6 +105,16 @@ def exported(unpacked: Path) -> Path:
     return unpacked / "models" / "model.ts"
 
 
+@pytest.fixture(scope="module")
+def onnx_exported(unpacked: Path) -> Path:
+    """models/model.onnx exported at the 14^3 ROI by the documented `onnx_export` command, in the unpacked bundle."""
+    bundle_cli("onnx_export", "network_def", "--filepath", "models/model.onnx", "--ckpt_file", "models/model.pt",
+               "--meta_file", "configs/metadata.json", "--config_file", "configs/inference.json", "--use_trace", "True",
+               "--input_shape", "[1,1,14,14,14]", "--feature_size", "12",
+               "--converter_kwargs", ONNX_CONVERTER, cwd=unpacked)  # fmt: skip
+    return unpacked / "models" / "model.onnx"
+
+
 def test_unpacked_release_runs_inference_from_its_own_folder(
     eager_predictions: dict[str, dict[str, float]], unpacked: Path, volumes: Path
 ) -> None:
@@ -118,6 +136,24 @@ def test_torchscript_export_matches_the_eager_network(exported: Path, unpacked: 
         x = torch.rand(batch, 1, 14, 14, 14)
         with torch.no_grad():
             assert (traced(x) - eager(x)).abs().max().item() <= 1e-4
+
+
+def test_onnx_export_matches_the_eager_network(onnx_exported: Path, unpacked: Path) -> None:
+    session = onnxruntime.InferenceSession(str(onnx_exported), providers=["CPUExecutionProvider"])
+    (image,), (pred,) = session.get_inputs(), session.get_outputs()
+    assert (image.name, image.shape) == ("image", ["batch", 1, 14, 14, 14])  # batch free, ROI fixed at export
+    assert (pred.name, pred.shape) == ("pred", ["batch", 10])
+    eager = network_module(unpacked).SwinClassifier(feature_size=12).eval()
+    eager.load_state_dict(torch.load(unpacked / "models" / "model.pt", weights_only=True))
+    torch.manual_seed(1)
+    for batch in (1, 3):
+        x = torch.rand(batch, 1, 14, 14, 14)
+        with torch.no_grad():
+            expected = eager(x).numpy()
+        (onnx_out,) = session.run(None, {"image": x.numpy()})
+        assert onnx_out.shape == expected.shape == (batch, 10)
+        assert np.abs(onnx_out - expected).max() <= 1e-4
+        assert np.abs(expected).max() > 1e-2  # a real comparison, not two near-zero outputs
 
 
 def test_inference_from_the_torchscript_file_alone(
