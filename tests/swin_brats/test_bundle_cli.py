@@ -91,16 +91,30 @@ def test_train_evaluate_infer(make_dataset, tmp_path: Path, layout: str) -> None
         )
 
 
+def _brain_box(case: dict) -> tuple[slice, ...]:
+    """Bounding box of the voxels nonzero in any modality, on the input grid."""
+    paths = case["image"] if isinstance(case["image"], list) else [case["image"]]
+    volumes = [np.asarray(nib.load(path).dataobj) for path in paths]
+    nonzero = np.any([v != 0 if v.ndim == 3 else (v != 0).any(-1) for v in volumes], axis=0)
+    return tuple(slice(int(hits.min()), int(hits.max()) + 1) for hits in np.nonzero(nonzero))
+
+
 @pytest.mark.parametrize(
-    ("layout", "logits", "expected"),
+    ("layout", "logits", "expected", "crop_to_brain"),
     [
-        ("brats2021", (9.0, 9.0, 9.0), 4),  # TC+WT+ET everywhere -> enhancing tumour, in each dataset's value
-        ("brats2023", (9.0, 9.0, 9.0), 3),
-        ("msd", (-9.0, 9.0, -9.0), 1),  # WT only -> edema, which MSD calls 1 and BraTS calls 2
+        ("brats2021", (9.0, 9.0, 9.0), 4, True),  # TC+WT+ET everywhere -> enhancing tumour, in each dataset's value
+        ("brats2023", (9.0, 9.0, 9.0), 3, True),
+        ("msd", (-9.0, 9.0, -9.0), 1, False),  # WT only -> edema, which MSD calls 1 and BraTS calls 2
     ],
 )
-def test_inference_writes_the_dataset_label_values(make_dataset, tmp_path: Path, layout, logits, expected) -> None:
-    """A network whose output is constant by construction shows which label value each region is painted with."""
+def test_inference_writes_the_dataset_label_values(
+    make_dataset, tmp_path: Path, layout, logits, expected, crop_to_brain
+) -> None:
+    """A network whose output is constant shows which label value each region is painted with.
+
+    With `crop_to_brain` the network only sees the brain's bounding box and everything outside it is background;
+    without, the whole volume is tiled and painted.
+    """
     network = SwinUNETR(4, 3, feature_size=12)
     with torch.no_grad():
         network.out.conv.conv.weight.zero_()
@@ -113,11 +127,24 @@ def test_inference_writes_the_dataset_label_values(make_dataset, tmp_path: Path,
     if layout != "brats2021":
         where = {"cwd": BUNDLE, "config": "configs/inference.json", "root": []}
     run_bundle(*run_id, "--config_file", where["config"], *where["root"], "--dataset_dir", str(data),
-               "--ckpt_dir", str(tmp_path), "--output_dir", str(tmp_path / "out"), *TINY, cwd=where["cwd"])  # fmt: skip
-    written = sorted((tmp_path / "out").glob("*.nii.gz"))
-    assert len(written) == 2
-    for path in written:
-        assert np.unique(np.asarray(nib.load(path).dataobj)).tolist() == [expected]
+               "--ckpt_dir", str(tmp_path), "--output_dir", str(tmp_path / "out"),
+               "--crop_to_brain", str(crop_to_brain), *TINY, cwd=where["cwd"])  # fmt: skip
+    info = discover(data)
+    cases = info["training"] + info["testing"]
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.nii.gz")) == sorted(
+        f"{c['case_id']}.nii.gz" for c in cases
+    )
+    for case in cases:
+        painted = np.asarray(nib.load(tmp_path / "out" / f"{case['case_id']}.nii.gz").dataobj)
+        if not crop_to_brain:
+            assert np.unique(painted).tolist() == [expected]
+            continue
+        box = _brain_box(case)
+        inside = np.zeros(painted.shape, bool)
+        inside[box] = True
+        assert not inside.all(), "the synthetic case should have background around the brain"
+        assert np.unique(painted[inside]).tolist() == [expected]
+        assert np.unique(painted[~inside]).tolist() == [0]
 
 
 def test_plain_run_is_training_and_a_bad_convention_names_the_file(make_dataset, tmp_path: Path) -> None:
@@ -128,3 +155,25 @@ def test_plain_run_is_training_and_a_bad_convention_names_the_file(make_dataset,
                         "--label_convention", "brats2023", *TINY, expect_ok=False)  # fmt: skip
     assert result.returncode != 0
     assert "_seg.nii.gz: label values [4] are not part of the 'brats2023' convention" in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("workflow", "config", "switches", "named"),
+    [
+        ("training", "configs/train.json", ["--resume", "false", "--amp", "False"], "resume='false'"),
+        ("inference", "configs/inference.json", ["--flip_tta", "false", "--crop_to_brain", "true"],
+         "crop_to_brain='true', flip_tta='false'"),
+    ],
+)  # fmt: skip
+def test_a_lowercase_switch_is_refused_before_any_work(make_dataset, tmp_path: Path, workflow, config, switches, named):
+    """The CLI reads `--resume false` as the truthy string "false": it must stop by name, not silently resume."""
+    data = make_dataset("brats2021")
+    places = ["--ckpt_dir", str(tmp_path / "m"), "--output_dir", str(tmp_path / "out")]
+    result = run_bundle(workflow, "--config_file", config, "--dataset_dir", str(data), *places, *switches, *TINY,
+                        expect_ok=False)  # fmt: skip
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert (
+        result.stderr.strip().splitlines()[-1]
+        == f"error: on/off keys take True or False (capitalised on the command line), got {named}"
+    )
+    assert not (tmp_path / "out").exists() and not (tmp_path / "m").exists()
