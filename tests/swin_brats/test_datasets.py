@@ -10,10 +10,11 @@ from conftest import BUNDLE
 from monai.bundle import ConfigWorkflow
 from monai.data import CacheDataset, Dataset, PersistentDataset
 from monai.data.meta_tensor import MetaTensor
+from monai.utils import set_determinism
 from scripts.datasets import cached_dataset
 
 
-def _train_dataset(data: Path, tmp_path: Path, **overrides) -> Dataset:
+def _train_workflow(data: Path, tmp_path: Path, **overrides) -> ConfigWorkflow:
     workflow = ConfigWorkflow(
         config_file=str(BUNDLE / "configs" / "train.json"),
         workflow_type="train",
@@ -22,12 +23,15 @@ def _train_dataset(data: Path, tmp_path: Path, **overrides) -> Dataset:
         num_folds=3,
         ckpt_dir=str(tmp_path / "models"),
         output_dir=str(tmp_path / "out"),
-        num_workers=0,
         progress_bar=False,
-        **{"roi_size": [32, 32, 32], **overrides},
+        **{"roi_size": [32, 32, 32], "num_workers": 0, **overrides},
     )
     workflow.initialize()
-    return workflow.parser.get_parsed_content("train#dataset")
+    return workflow
+
+
+def _train_dataset(data: Path, tmp_path: Path, **overrides) -> Dataset:
+    return _train_workflow(data, tmp_path, **overrides).parser.get_parsed_content("train#dataset")
 
 
 def test_memory_cache_holds_the_normalised_brain_and_crops_hold_tumour(make_dataset, tmp_path: Path) -> None:
@@ -65,3 +69,25 @@ def test_random_crops_still_differ_between_epochs(make_dataset, tmp_path: Path) 
     dataset = _train_dataset(make_dataset("brats2021"), tmp_path)
     crops = [dataset[0][0]["image"] for _ in range(3)]
     assert not (torch.equal(crops[0], crops[1]) and torch.equal(crops[1], crops[2]))
+
+
+def test_loader_workers_keep_each_crop_with_its_case_and_seeded_epochs_repeat(make_dataset, tmp_path: Path) -> None:
+    """Workers must not share the random crop: a crop randomised for one case and applied to another is off its grid.
+
+    Thread workers shared one `RandCropByPosNegLabeld` and broke both (image and label crops of different shapes on
+    full-size cases); worker processes each own their transforms, seeded per worker.
+    """
+    workflow = _train_workflow(make_dataset("brats2021", num_cases=4), tmp_path, num_workers=2, batch_size=1)
+    loader = workflow.parser.get_parsed_content("train#dataloader")
+
+    def one_epoch() -> list[torch.Tensor]:
+        set_determinism(seed=0)
+        batches = []
+        for batch in loader:
+            assert batch["image"].shape[2:] == batch["label"].shape[2:] == (32, 32, 32)
+            batches.append(torch.cat([batch["image"], batch["label"].float()], 1))
+        return batches
+
+    first, second = one_epoch(), one_epoch()
+    assert len(first) == len(second) > 1
+    assert all(torch.equal(a, b) for a, b in zip(first, second, strict=True))
