@@ -14,12 +14,29 @@ REPO = Path(__file__).resolve().parents[2]
 BUNDLE = REPO / "swin_brats_bundle"
 sys.path.insert(0, str(BUNDLE))
 
+from monai.bundle import ConfigWorkflow  # noqa: E402
 from scripts.synthetic_data import write_dataset  # noqa: E402
 
 # Tiny but real: the shipped configs through `python -m monai.bundle`, with test-sized overrides.
 TINY = ["--feature_size", "12", "--roi_size", "[64,64,64]", "--num_workers", "0", "--progress_bar", "False"]
 SHAPE = (64, 64, 48)
 LAYOUTS = ("brats2021", "brats2023", "msd")
+
+
+def train_workflow(data: Path, ckpt_dir: Path, output_dir: Path, **overrides) -> ConfigWorkflow:
+    """train.json as an initialised in-process workflow on `data`: 3 folds, no progress bar, loading in this process."""
+    workflow = ConfigWorkflow(
+        config_file=str(BUNDLE / "configs" / "train.json"),
+        workflow_type="train",
+        bundle_root=str(BUNDLE),
+        dataset_dir=str(data),
+        num_folds=3,
+        ckpt_dir=str(ckpt_dir),
+        output_dir=str(output_dir),
+        **{"progress_bar": False, "num_workers": 0, **overrides},
+    )
+    workflow.initialize()
+    return workflow
 
 
 def run_bundle(*args: str, cwd: Path = BUNDLE, expect_ok: bool = True) -> subprocess.CompletedProcess:

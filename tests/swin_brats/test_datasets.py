@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import BUNDLE
+from conftest import train_workflow
 from monai.bundle import ConfigWorkflow
 from monai.data import CacheDataset, Dataset, PersistentDataset
 from monai.data.meta_tensor import MetaTensor
@@ -15,19 +15,7 @@ from scripts.datasets import cached_dataset
 
 
 def _train_workflow(data: Path, tmp_path: Path, **overrides) -> ConfigWorkflow:
-    workflow = ConfigWorkflow(
-        config_file=str(BUNDLE / "configs" / "train.json"),
-        workflow_type="train",
-        bundle_root=str(BUNDLE),
-        dataset_dir=str(data),
-        num_folds=3,
-        ckpt_dir=str(tmp_path / "models"),
-        output_dir=str(tmp_path / "out"),
-        progress_bar=False,
-        **{"roi_size": [32, 32, 32], "num_workers": 0, **overrides},
-    )
-    workflow.initialize()
-    return workflow
+    return train_workflow(data, tmp_path / "models", tmp_path / "out", **{"roi_size": [32, 32, 32], **overrides})
 
 
 def _train_dataset(data: Path, tmp_path: Path, **overrides) -> Dataset:

@@ -12,9 +12,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from conftest import BUNDLE, TINY, run_bundle
+from conftest import BUNDLE, TINY, run_bundle, train_workflow
 from ignite.engine import Engine, Events
-from monai.bundle import ConfigWorkflow
 from monai.data import NibabelWriter
 from monai.networks.nets import SwinUNETR
 from scripts.checkpoint import TRAINING_CHECKPOINT, resume_training, save_atomic
@@ -76,23 +75,7 @@ def test_sigkill_then_resume_finishes_only_the_remaining_epochs(make_dataset, tm
 
 
 def _seeded_losses(data: Path, out: Path) -> list[float]:
-    workflow = ConfigWorkflow(
-        config_file=str(BUNDLE / "configs" / "train.json"),
-        workflow_type="train",
-        bundle_root=str(BUNDLE),
-        dataset_dir=str(data),
-        num_folds=3,
-        ckpt_dir=str(out),
-        output_dir=str(out),
-        epochs=1,
-        val_interval=5,
-        feature_size=12,
-        roi_size=[64, 64, 64],
-        num_workers=0,
-        progress_bar=False,
-        seed=7,
-    )
-    workflow.initialize()
+    workflow = train_workflow(data, out, out, epochs=1, val_interval=5, feature_size=12, roi_size=[64, 64, 64], seed=7)
     losses: list[float] = []
     trainer = workflow.parser.get_parsed_content("train#trainer")
     trainer.add_event_handler(Events.ITERATION_COMPLETED, lambda e: losses.append(float(e.state.output[0]["loss"])))
