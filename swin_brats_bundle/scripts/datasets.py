@@ -26,7 +26,11 @@ def cached_dataset(
         # caching stops at the first randomizable transform, and a nested Compose counts as one
         transform = transform.flatten()
     if cache == "memory":
-        return CacheDataset(data, transform, cache_rate=cache_rate, num_workers=num_workers, progress=progress)
+        # no deep copy per item (a third of its time): the random part starts with a crop and then only makes new
+        # tensors, so the cached cases are never written to (tests/swin_brats/test_datasets.py checks it)
+        return CacheDataset(
+            data, transform, cache_rate=cache_rate, num_workers=num_workers, progress=progress, copy_cache=False
+        )
     if cache == "disk":
         if not cache_dir:
             raise ValueError("cache 'disk' needs --cache_dir, a folder for the preprocessed cases.")

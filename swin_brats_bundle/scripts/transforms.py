@@ -1,17 +1,43 @@
-"""Input transforms the configs share: canonical channel order and the `normalization` switch."""
+"""Input transforms the configs share: thread-safe loading, canonical channel order and the `normalization` switch."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Hashable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from monai.config import KeysCollection
-from monai.transforms import Compose, MapTransform, NormalizeIntensityd
+from monai.transforms import Compose, LoadImaged, MapTransform, NormalizeIntensityd
 
 from scripts.histogram import HistogramStandardized
 
 NORMALIZATIONS = ("zscore", "histogram")
+
+
+class LoadImagePerThreadd(MapTransform):
+    """`LoadImaged` with one loader per thread. MONAI 1.6.1's NibabelReader keeps the file list of its last `read` on
+    itself, so the threads that fill a `CacheDataset` could pair one case's image with another's label file list (a
+    4-modality image came back with 1 channel); MONAI has no thread-safe loader."""
+
+    def __init__(self, keys: KeysCollection, **loader_kwargs: Any) -> None:
+        super().__init__(keys, loader_kwargs.get("allow_missing_keys", False))
+        self.loader_kwargs = {"keys": keys, **loader_kwargs}
+        self._per_thread = threading.local()
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        if not hasattr(self._per_thread, "loader"):
+            self._per_thread.loader = LoadImaged(**self.loader_kwargs)
+        return self._per_thread.loader(data)
+
+    def __getstate__(self) -> dict[str, Any]:
+        # pickled for PersistentDataset's cache key and by spawned workers: settings only, never the loaders
+        return {key: value for key, value in self.__dict__.items() if key != "_per_thread"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._per_thread = threading.local()
 
 
 class ReorderChannelsd(MapTransform):

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pytest
 import torch
 from conftest import train_workflow
 from monai.bundle import ConfigWorkflow
-from monai.data import CacheDataset, Dataset, PersistentDataset
+from monai.data import CacheDataset, Dataset, NibabelReader, PersistentDataset
 from monai.data.meta_tensor import MetaTensor
+from monai.transforms import LoadImaged
 from monai.utils import set_determinism
 from scripts.datasets import cached_dataset
+from scripts.transforms import LoadImagePerThreadd
 
 
 def _train_workflow(data: Path, tmp_path: Path, **overrides) -> ConfigWorkflow:
@@ -53,29 +56,81 @@ def test_disk_cache_and_no_cache(make_dataset, tmp_path: Path) -> None:
         cached_dataset([], lambda x: x, cache="ram")
 
 
-def test_random_crops_still_differ_between_epochs(make_dataset, tmp_path: Path) -> None:
-    dataset = _train_dataset(make_dataset("brats2021"), tmp_path)
-    crops = [dataset[0][0]["image"] for _ in range(3)]
-    assert not (torch.equal(crops[0], crops[1]) and torch.equal(crops[1], crops[2]))
+def test_random_crops_differ_between_epochs_and_never_write_to_the_cache(make_dataset, tmp_path: Path) -> None:
+    """The cache is read without a deep copy (`copy_cache=False`), so no random transform may change it in place."""
+    dataset = _train_dataset(make_dataset("brats2021"), tmp_path, crop_tumour_fraction=1.0, roi_size=[64] * 3)
+    cached = [{key: dataset._cache[i][key].clone() for key in ("image", "label")} for i in range(len(dataset))]
+    crops = []
+    for _ in range(3):
+        for index in range(len(dataset)):
+            (sample,) = dataset[index]
+            sample["image"] += 1.0  # what a later in-place step (the trainer, a user's transform) might do
+            sample["label"] *= False
+            crops.append(sample["image"])
+    assert not all(torch.equal(crops[0], crop) for crop in crops[len(dataset) :: len(dataset)])
+    for index, before in enumerate(cached):
+        for key in ("image", "label"):
+            assert torch.equal(dataset._cache[index][key], before[key]), f"cache of case {index} changed: {key}"
 
 
 def test_loader_workers_keep_each_crop_with_its_case_and_seeded_epochs_repeat(make_dataset, tmp_path: Path) -> None:
     """Workers must not share the random crop: a crop randomised for one case and applied to another is off its grid.
 
     Thread workers shared one `RandCropByPosNegLabeld` and broke both (image and label crops of different shapes on
-    full-size cases); worker processes each own their transforms, seeded per worker.
+    full-size cases); worker processes each own their transforms, seeded per worker, and persist across epochs.
     """
-    workflow = _train_workflow(make_dataset("brats2021", num_cases=4), tmp_path, num_workers=2, batch_size=1)
-    loader = workflow.parser.get_parsed_content("train#dataloader")
+    data = make_dataset("brats2021", num_cases=4)
 
-    def one_epoch() -> list[torch.Tensor]:
+    def seeded_run(run: str) -> list[torch.Tensor]:
         set_determinism(seed=0)
+        loader = _train_workflow(data, tmp_path / run, num_workers=2, batch_size=1).parser.get_parsed_content(
+            "train#dataloader"
+        )
+        assert loader.persistent_workers
         batches = []
-        for batch in loader:
-            assert batch["image"].shape[2:] == batch["label"].shape[2:] == (32, 32, 32)
-            batches.append(torch.cat([batch["image"], batch["label"].float()], 1))
+        for _ in range(2):
+            for batch in loader:
+                assert batch["image"].shape[2:] == batch["label"].shape[2:] == (32, 32, 32)
+                batches.append(torch.cat([batch["image"], batch["label"].float()], 1))
         return batches
 
-    first, second = one_epoch(), one_epoch()
-    assert len(first) == len(second) > 1
+    first, second = seeded_run("first"), seeded_run("second")
+    assert len(first) == len(second) > 2
     assert all(torch.equal(a, b) for a, b in zip(first, second, strict=True))
+    epoch = len(first) // 2
+    assert not all(torch.equal(a, b) for a, b in zip(first[:epoch], first[epoch:], strict=True)), "epochs repeat"
+
+
+@pytest.mark.parametrize("loader_class", [LoadImaged, LoadImagePerThreadd], ids=["monai", "per_thread"])
+def test_cache_filling_threads_each_load_their_own_case(loader_class, make_dataset, monkeypatch) -> None:
+    """Thread A reads a case's 4 modality files, thread B then reads a 1-file image, then both take the data.
+
+    MONAI's shared NibabelReader hands A the file list of B's read (1 channel); one loader per thread does not.
+    """
+    case = make_dataset("brats2021") / "BraTS2021_00000"
+    modalities = [str(case / f"BraTS2021_00000_{m}.nii.gz") for m in ("flair", "t1ce", "t1", "t2")]
+    loader = loader_class(keys="image", ensure_channel_first=True, image_only=True)
+    first_read_done, both_read = threading.Event(), threading.Barrier(2, timeout=30)
+    get_data = NibabelReader.get_data
+
+    def get_data_after_both_reads(self, image):
+        first_read_done.set()
+        both_read.wait()
+        return get_data(self, image)
+
+    monkeypatch.setattr(NibabelReader, "get_data", get_data_after_both_reads)
+    channels: dict[str, int] = {}
+
+    def load(name: str, files: list[str]) -> None:
+        channels[name] = loader({"image": files})["image"].shape[0]
+
+    four = threading.Thread(target=load, args=("four", modalities))
+    four.start()
+    assert first_read_done.wait(timeout=30)
+    load("one", modalities[:1])
+    four.join(timeout=30)
+    expected = {"four": 4, "one": 1}
+    if loader_class is LoadImaged:  # documents the MONAI 1.6.1 race the per-thread loader exists for
+        assert channels != expected, "MONAI's LoadImaged is thread-safe now: LoadImagePerThreadd can go"
+    else:
+        assert channels == expected
