@@ -21,7 +21,9 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+import torch
 from common import BUNDLE, machine, write_fullsize_dataset, write_result
+from scripts.inferers import brain_box
 
 REFERENCE = {"crop_to_brain": False, "sw_overlap": 0.6, "sw_batch_size": 1, "use_flash_attention": False}
 VARIANTS = {
@@ -59,13 +61,29 @@ def dice(prediction: np.ndarray, truth: np.ndarray) -> dict[str, float]:
     return scores
 
 
-def score(predictions: Path, data: Path, against: Path | None = None) -> dict[str, float]:
-    """Mean Dice per region over the cases, and over regions and cases, against the truth or another run's maps."""
+def brain_box_mask(case: Path) -> np.ndarray:
+    """True inside the bounding box of the case's nonzero voxels (any modality): where the bundle's window runs."""
+    nonzero = np.any([np.asarray(nib.load(f).dataobj) != 0 for f in sorted(case.glob("*_[ft]*.nii.gz"))], axis=0)
+    box = torch.zeros(nonzero.shape, dtype=torch.bool)
+    box[brain_box(torch.from_numpy(nonzero)[None, None])] = True
+    return box.numpy()
+
+
+def score(
+    predictions: Path, data: Path, against: Path | None = None, inside_brain_box: bool = False
+) -> dict[str, float]:
+    """Mean Dice per region over the cases, and over regions and cases, against the truth or another run's maps.
+
+    `inside_brain_box` sets the predictions to background outside the brain's bounding box before scoring.
+    """
     per_case = []
     for case in sorted(p for p in data.iterdir() if p.is_dir()):
         truth_file = case / f"{case.name}_seg.nii.gz" if against is None else against / f"{case.name}.nii.gz"
         truth = np.asarray(nib.load(truth_file).dataobj)
-        per_case.append(dice(np.asarray(nib.load(predictions / f"{case.name}.nii.gz").dataobj), truth))
+        prediction = np.asarray(nib.load(predictions / f"{case.name}.nii.gz").dataobj)
+        if inside_brain_box:
+            prediction = np.where(brain_box_mask(case), prediction, 0)
+        per_case.append(dice(prediction, truth))
     means = {region: float(np.mean([c[region] for c in per_case])) for region in REGIONS}
     means["mean"] = float(np.mean(list(means.values())))
     return {k: round(v, 4) for k, v in means.items()}
@@ -118,6 +136,8 @@ def main() -> None:
             "peak_rss_mib": round(peak),
             "dice": score(output, test_data),
         }
+        if name == "reference":  # where the two differ by construction: the reference also paints outside the brain
+            result[name]["dice_inside_brain_box"] = score(output, test_data, inside_brain_box=True)
         if name != "reference" and "reference" in result:  # how far the label maps themselves moved
             result[name]["dice_with_reference_maps"] = score(output, test_data, work / "predictions" / "reference")
         print(name, result[name], flush=True)
@@ -127,6 +147,9 @@ def main() -> None:
         )
         result["mean_dice_difference"] = round(
             result["bundle"]["dice"]["mean"] - result["reference"]["dice"]["mean"], 4
+        )
+        result["mean_dice_difference_inside_brain_box"] = round(
+            result["bundle"]["dice"]["mean"] - result["reference"]["dice_inside_brain_box"]["mean"], 4
         )
     result["machine"] = machine()
     write_result("swin_brats_inference", result)

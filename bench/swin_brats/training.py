@@ -1,9 +1,10 @@
 """Benchmark the training data path: the bundle's cached pipeline vs the public BraTS21 scripts' pipeline.
 
-Same model, same cases, same trainer (the bundle's train.json); only `train#dataset` differs. The reference is a
-plain `Dataset` whose transforms (load, label conversion, foreground crop, normalisation, random crop, flips,
-intensity) all run every epoch, as in the public Swin UNETR BraTS21 scripts. Prints and stores JSON with seconds
-per epoch and per iteration and the time each iteration waits for data, from the second epoch on.
+Same model, same cases, same trainer (the bundle's train.json); only the dataset and loader differ. The reference is
+a plain `Dataset` whose transforms (load, label conversion, foreground crop, normalisation, random crop, flips,
+intensity) all run every epoch, read by torch's `DataLoader`, as in the public Swin UNETR BraTS21 scripts. Prints and
+stores JSON with seconds per epoch and per iteration and the time each iteration waits for data, from the second
+epoch on, then the seconds per batch of the same loader iterated alone (no model step).
 
     .venv/bin/python bench/swin_brats/training.py [--num_cases 4] [--epochs 3] [--feature_size 12] [--roi 96]
 """
@@ -34,6 +35,17 @@ def reference_transforms(roi: list[int]) -> list:
     ]
 
 
+def loader_only_epochs(loader, epochs: int) -> list[float]:
+    """Seconds per epoch of iterating the training loader alone: the data path without a model step to hide it."""
+    durations = []
+    for _ in range(epochs):
+        start = time.perf_counter()
+        for _batch in loader:
+            pass
+        durations.append(time.perf_counter() - start)
+    return durations
+
+
 def measure(pipeline: str, data: Path, work: Path, args: argparse.Namespace) -> dict:
     """Train `args.epochs` epochs with one pipeline; time epochs, iterations and the waits for a batch."""
     roi = [args.roi] * 3
@@ -49,6 +61,15 @@ def measure(pipeline: str, data: Path, work: Path, args: argparse.Namespace) -> 
                 "split": "train",
             },
             "transform": {"_target_": "Compose", "transforms": "$@load_transforms + @reference_transforms"},
+        }
+        # the scripts' loader: torch's DataLoader, worker processes started anew every epoch
+        overrides["train#dataloader"] = {
+            "_target_": "torch.utils.data.DataLoader",
+            "dataset": "@train#dataset",
+            "batch_size": "@batch_size",
+            "shuffle": True,
+            "num_workers": "@num_workers",
+            "pin_memory": "$torch.cuda.is_available()",
         }
     workflow = ConfigWorkflow(
         config_file=str(BUNDLE / "configs" / "train.json"),
@@ -92,6 +113,7 @@ def measure(pipeline: str, data: Path, work: Path, args: argparse.Namespace) -> 
     )
     trainer.add_event_handler(Events.EPOCH_COMPLETED, lambda e: epochs.append(time.perf_counter() - marks["epoch"]))
     workflow.run()
+    loader_epochs = loader_only_epochs(workflow.parser.get_parsed_content("train#dataloader"), args.epochs)
     workflow.finalize()
     later_waits = [w for epoch, w in waits if epoch > 1]
     later_iterations = [t for epoch, t in iterations if epoch > 1]
@@ -103,6 +125,10 @@ def measure(pipeline: str, data: Path, work: Path, args: argparse.Namespace) -> 
         "data_wait_s_per_iteration_after_first": round(statistics.mean(later_waits), 4),
         "data_share_after_first": round(sum(later_waits) / (sum(later_waits) + sum(later_iterations)), 4),
         "iterations_per_epoch": len(iterations) // len(epochs),
+        "loader_only_epoch_s": [round(e, 3) for e in loader_epochs],
+        "loader_only_s_per_batch_after_first": round(
+            statistics.mean(loader_epochs[1:]) / (len(iterations) // len(epochs)), 4
+        ),
     }
 
 
@@ -128,6 +154,9 @@ def main() -> None:
     )
     result["epoch_time_ratio_reference_over_bundle"] = round(
         reference["epoch_s_after_first"] / bundle["epoch_s_after_first"], 2
+    )
+    result["loader_only_ratio_reference_over_bundle"] = round(
+        reference["loader_only_s_per_batch_after_first"] / max(bundle["loader_only_s_per_batch_after_first"], 1e-6), 1
     )
     result["machine"] = machine()
     write_result("swin_brats_training", result)

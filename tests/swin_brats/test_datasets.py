@@ -73,6 +73,14 @@ def test_random_crops_differ_between_epochs_and_never_write_to_the_cache(make_da
             assert torch.equal(dataset._cache[index][key], before[key]), f"cache of case {index} changed: {key}"
 
 
+@pytest.mark.parametrize("cache, workers", [("memory", 0), ("disk", 3), ("none", 3)])
+def test_loader_processes_only_where_the_cache_leaves_loading_to_do(cache, workers, make_dataset, tmp_path) -> None:
+    """Cached in memory, the random part takes milliseconds: the loader's own thread runs it, no processes to feed."""
+    workflow = _train_workflow(make_dataset("brats2021"), tmp_path, cache=cache, cache_dir=str(tmp_path), num_workers=3)
+    loader = workflow.parser.get_parsed_content("train#dataloader")
+    assert loader.num_workers == workers and loader.persistent_workers == (workers > 0)
+
+
 def test_loader_workers_keep_each_crop_with_its_case_and_seeded_epochs_repeat(make_dataset, tmp_path: Path) -> None:
     """Workers must not share the random crop: a crop randomised for one case and applied to another is off its grid.
 
@@ -83,9 +91,8 @@ def test_loader_workers_keep_each_crop_with_its_case_and_seeded_epochs_repeat(ma
 
     def seeded_run(run: str) -> list[torch.Tensor]:
         set_determinism(seed=0)
-        loader = _train_workflow(data, tmp_path / run, num_workers=2, batch_size=1).parser.get_parsed_content(
-            "train#dataloader"
-        )
+        workflow = _train_workflow(data, tmp_path / run, num_workers=2, loader_workers=2, batch_size=1)
+        loader = workflow.parser.get_parsed_content("train#dataloader")
         assert loader.persistent_workers
         batches = []
         for _ in range(2):
