@@ -135,11 +135,14 @@ def test_hooks_copied_from_the_segmentation_bundle_stay_identical(hook: str) -> 
     ).read_text()
 
 
-def test_a_lowercase_resume_switch_is_refused_by_name(tmp_path: Path) -> None:
-    """`--resume false` arrives as the truthy string "false"; it must stop, not resume."""
-    done = subprocess.run(_train_command(tmp_path / "run", 1, "--resume", "false"), cwd=BUNDLE, capture_output=True,
-                          text=True, timeout=600)  # fmt: skip
-    assert done.returncode == 1 and "Traceback" not in done.stderr
+@pytest.mark.parametrize("workflow", ["training", "evaluation"])
+def test_a_lowercase_switch_is_refused_by_name(workflow: str, tmp_path: Path) -> None:
+    """`--resume false` arrives as the truthy string "false"; it must stop, not resume (evaluation: the same check)."""
+    command = _train_command(tmp_path / "run", 1, "--resume", "false")
+    if workflow == "evaluation":
+        command[4:7] = ["--config_file", "['configs/train.json','configs/evaluate.json']"]
+    done = subprocess.run(command, cwd=BUNDLE, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-3000:]
     assert done.stderr.strip().splitlines()[-1] == (
         "error: on/off keys take True or False (capitalised on the command line), got resume='false'"
     )
