@@ -454,6 +454,45 @@ def _enabled_weight_loaders(parser: Any, config: Any, prefix: str = "") -> list[
     return found
 
 
+# every config set a user runs; the on/off keys of each must all pass through its switch_check
+SWITCH_CONFIGS = {
+    "train": ["train.json"],
+    "train+evaluate": ["train.json", "evaluate.json"],
+    "train+multi_gpu_train": ["train.json", "multi_gpu_train.json"],
+    "inference": ["inference.json"],
+    "inference+inference_torchscript": ["inference.json", "inference_torchscript.json"],
+}
+
+
+def check_switches(bundle: Path) -> list[str]:
+    """Each run config set checks all its boolean top-level keys in `switch_check`, first thing in `initialize`."""
+    from monai.bundle import ConfigParser
+
+    problems = []
+    for name, files in SWITCH_CONFIGS.items():
+        paths = [bundle / "configs" / f for f in files]
+        if not all(p.is_file() for p in paths):
+            continue
+        parser = ConfigParser()
+        parser.read_config([str(p) for p in paths])
+        config = parser.get()
+        switches_on = {k for k, v in config.items() if isinstance(v, bool)}
+        switches = (config.get("switch_check") or {}).get("switches", {})
+        if switches_on and "$@switch_check" not in config.get("initialize", []):
+            problems.append(f"{name}: `initialize` does not run `$@switch_check`")
+        if missing := sorted(switches_on - set(switches)):
+            problems.append(
+                f"{name}: on/off key(s) {', '.join(missing)} not in switch_check#switches "
+                "(the CLI would pass a lowercase 'false' through as a truthy string)"
+            )
+        problems += [
+            f"{name}: switch_check#switches#{key} is {value!r}, not a reference to the on/off key @{key}"
+            for key, value in switches.items()
+            if value != f"@{key}" or key not in switches_on
+        ]
+    return problems
+
+
 CHECKS: dict[str, Callable[..., list[str]]] = {
     "layout": check_layout,
     "metadata-schema": check_metadata_schema,
@@ -463,6 +502,7 @@ CHECKS: dict[str, Callable[..., list[str]]] = {
     "version": check_version,
     "net-in-out": check_net_in_out,
     "properties": check_properties,
+    "switches": check_switches,
     "export": check_export,
 }
 

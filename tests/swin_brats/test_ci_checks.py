@@ -1,4 +1,4 @@
-"""The ci/ checks fail when they should: config formatting, pins, file sizes, layout and the version rules."""
+"""The ci/ checks fail when they should: config formatting, pins, file sizes, layout, versions and on/off keys."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from check_bundle import (  # noqa: E402
     check_file_sizes,
     check_layout,
     check_metadata_content,
+    check_switches,
     check_version,
 )
 
@@ -128,5 +129,42 @@ def test_version_rules_follow_the_changelog_and_the_git_history(tmp_path: Path) 
 
 @pytest.mark.parametrize("bundle", ["swin_brats_bundle", "classification_bundle"])
 def test_both_bundles_pass_the_cheap_checks(bundle: str) -> None:
-    for check in (check_layout, check_metadata_content, check_config_format, check_file_sizes, check_version):
+    checks = (
+        check_layout,
+        check_metadata_content,
+        check_config_format,
+        check_file_sizes,
+        check_version,
+        check_switches,
+    )
+    for check in checks:
         assert check(REPO / bundle) == [], check.__name__
+
+
+def test_switches_flag_an_unchecked_on_off_key_a_stray_entry_and_a_skipped_check(tmp_path: Path) -> None:
+    configs = tmp_path / "configs"
+    write_json(configs / "evaluate.json", {"load_pretrain": True})
+    train = {
+        "amp": True,
+        "resume": False,
+        "epochs": 3,
+        "switch_check": {"switches": {"amp": "@amp", "epochs": "@epochs"}},
+    }
+    write_json(configs / "train.json", {**train, "initialize": ["$@switch_check"]})
+    assert check_switches(tmp_path) == [
+        "train: on/off key(s) resume not in switch_check#switches (the CLI would pass a lowercase 'false' through as a "
+        "truthy string)",
+        "train: switch_check#switches#epochs is '@epochs', not a reference to the on/off key @epochs",
+        "train+evaluate: on/off key(s) load_pretrain, resume not in switch_check#switches (the CLI would pass a "
+        "lowercase 'false' through as a truthy string)",
+        "train+evaluate: switch_check#switches#epochs is '@epochs', not a reference to the on/off key @epochs",
+    ]
+    train["switch_check"]["switches"] = {"amp": "@amp", "resume": "@resume"}
+    write_json(configs / "train.json", {**train, "initialize": []})
+    write_json(
+        configs / "evaluate.json", {"switch_check#switches#load_pretrain": "@load_pretrain", "load_pretrain": True}
+    )
+    assert check_switches(tmp_path) == [
+        "train: `initialize` does not run `$@switch_check`",
+        "train+evaluate: `initialize` does not run `$@switch_check`",
+    ]
