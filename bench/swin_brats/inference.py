@@ -22,7 +22,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import torch
-from common import BUNDLE, machine, write_fullsize_dataset, write_result
+from common import BUNDLE, RESULTS, machine, write_fullsize_dataset, write_result
 from scripts.inferers import brain_box
 
 REFERENCE = {"crop_to_brain": False, "sw_overlap": 0.6, "sw_batch_size": 1, "use_flash_attention": False}
@@ -35,6 +35,7 @@ VARIANTS = {
     "bundle_sw_batch_1": {"sw_batch_size": 1},
 }
 REGIONS = {"WT": (1, 2, 4), "TC": (1, 4), "ET": (4,)}  # BraTS 2021 labels
+PICTURED = {"reference": "reference: whole volume", "bundle": "bundle: brain box"}
 
 
 def bundle_process(args: list[str], log: Path) -> tuple[float, float]:
@@ -89,16 +90,43 @@ def score(
     return {k: round(v, 4) for k, v in means.items()}
 
 
+def picture(data: Path, predictions: Path, output: Path) -> None:
+    """FLAIR slice through the first test case's largest tumour area: truth, reference and bundle label maps."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import ListedColormap
+
+    case = sorted(p for p in data.iterdir() if p.is_dir())[0]
+    flair = np.asarray(nib.load(case / f"{case.name}_flair.nii.gz").dataobj)
+    maps = {"truth": case / f"{case.name}_seg.nii.gz"}
+    maps |= {title: predictions / name / f"{case.name}.nii.gz" for name, title in PICTURED.items()}
+    label_maps = {title: np.asarray(nib.load(path).dataobj) for title, path in maps.items()}
+    axial = int(np.argmax((label_maps["truth"] > 0).sum((0, 1))))
+    colours = ListedColormap([(0, 0, 0, 0), (1, 0, 0, 0.6), (0, 1, 0, 0.5), (0, 0, 0, 0), (1, 1, 0, 0.7)])
+    figure, axes = plt.subplots(1, len(label_maps), figsize=(4 * len(label_maps), 4.4))
+    for axis, (title, label_map) in zip(axes, label_maps.items(), strict=True):
+        axis.imshow(np.rot90(flair[:, :, axial]), cmap="gray")
+        axis.imshow(np.rot90(label_map[:, :, axial]), cmap=colours, vmin=0, vmax=4, interpolation="nearest")
+        axis.set_title(title)
+        axis.axis("off")
+    figure.suptitle(f"{case.name}, axial slice {axial}, FLAIR: NCR red, ED green, ET yellow")
+    figure.tight_layout()
+    figure.savefig(output, dpi=70)
+    plt.close(figure)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--feature_size", type=int, default=12)
     parser.add_argument("--roi", type=int, default=64, help="training patch and sliding-window size")
-    parser.add_argument("--num_train", type=int, default=6)
+    parser.add_argument("--num_train", type=int, default=10)
     parser.add_argument("--num_test", type=int, default=2)
     parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--learning_rate", type=float, default=1e-3)
     parser.add_argument("--model_dir", type=Path, default=None, help="a folder with model.pt (skips training)")
-    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS)[:4], choices=list(VARIANTS))
     parser.add_argument("--work_dir", type=Path, default=None)
     args = parser.parse_args()
     work = (args.work_dir or Path(tempfile.mkdtemp(prefix="swin_brats_inference_bench_"))).resolve()
@@ -148,6 +176,8 @@ def main() -> None:
         result["mean_dice_difference"] = round(
             result["bundle"]["dice"]["mean"] - result["reference"]["dice"]["mean"], 4
         )
+        picture(test_data, work / "predictions", RESULTS / "swin_brats_inference.png")
+        result["picture"] = "bench/results/swin_brats_inference.png"
         result["mean_dice_difference_inside_brain_box"] = round(
             result["bundle"]["dice"]["mean"] - result["reference"]["dice_inside_brain_box"]["mean"], 4
         )
