@@ -45,7 +45,7 @@ package: install
 
 # Segmentation speed benchmarks (bench/README.md); each prints JSON and writes bench/results/swin_brats_*.json.
 bench: install
-	cd bench/swin_brats && ../../$(PY) training.py && ../../$(PY) inference.py && ../../$(PY) scaling.py
+	cd bench/swin_brats && ../../$(PY) training.py && ../../$(PY) inference.py && ../../$(PY) scaling.py --with_reference
 
 lint: install
 	$(PY) -m ruff check $(LINTED)
