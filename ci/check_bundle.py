@@ -454,12 +454,10 @@ def _enabled_weight_loaders(parser: Any, config: Any, prefix: str = "") -> list[
     return found
 
 
-# every config set a user runs; the on/off keys of each must all pass through its switch_check
-SWITCH_CONFIGS = {
-    "train": ["train.json"],
-    "train+evaluate": ["train.json", "evaluate.json"],
+# every config set a user runs (the workflows above and the two overlays); each one's on/off keys must all pass
+# through its switch_check
+SWITCH_CONFIGS = {name: files for name, (_, files) in WORKFLOWS.items()} | {
     "train+multi_gpu_train": ["train.json", "multi_gpu_train.json"],
-    "inference": ["inference.json"],
     "inference+inference_torchscript": ["inference.json", "inference_torchscript.json"],
 }
 

@@ -115,6 +115,7 @@ def measure(pipeline: str, data: Path, work: Path, args: argparse.Namespace) -> 
     workflow.run()
     loader_epochs = loader_only_epochs(workflow.parser.get_parsed_content("train#dataloader"), args.epochs)
     workflow.finalize()
+    iterations_per_epoch = len(iterations) // len(epochs)
     later_waits = [w for epoch, w in waits if epoch > 1]
     later_iterations = [t for epoch, t in iterations if epoch > 1]
     return {
@@ -124,11 +125,9 @@ def measure(pipeline: str, data: Path, work: Path, args: argparse.Namespace) -> 
         "iteration_s_after_first": round(statistics.mean(later_iterations), 3),
         "data_wait_s_per_iteration_after_first": round(statistics.mean(later_waits), 4),
         "data_share_after_first": round(sum(later_waits) / (sum(later_waits) + sum(later_iterations)), 4),
-        "iterations_per_epoch": len(iterations) // len(epochs),
+        "iterations_per_epoch": iterations_per_epoch,
         "loader_only_epoch_s": [round(e, 3) for e in loader_epochs],
-        "loader_only_s_per_batch_after_first": round(
-            statistics.mean(loader_epochs[1:]) / (len(iterations) // len(epochs)), 4
-        ),
+        "loader_only_s_per_batch_after_first": round(statistics.mean(loader_epochs[1:]) / iterations_per_epoch, 4),
     }
 
 
