@@ -454,10 +454,11 @@ def _enabled_weight_loaders(parser: Any, config: Any, prefix: str = "") -> list[
     return found
 
 
-# every config set a user runs (the workflows above and the two overlays); each one's on/off keys must all pass
+# every config set a user runs (the workflows above and the overlays); each one's on/off keys must all pass
 # through its switch_check
 SWITCH_CONFIGS = {name: files for name, (_, files) in WORKFLOWS.items()} | {
     "train+multi_gpu_train": ["train.json", "multi_gpu_train.json"],
+    "train+quick": ["train.json", "quick.json"],
     "inference+inference_torchscript": ["inference.json", "inference_torchscript.json"],
 }
 

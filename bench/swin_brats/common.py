@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import platform
+import subprocess
 import sys
 from pathlib import Path
 
@@ -17,32 +19,35 @@ RESULTS = REPO / "bench" / "results"
 if str(BUNDLE) not in sys.path:
     sys.path.insert(0, str(BUNDLE))
 
-from scripts.synthetic_data import SyntheticCase, make_case, write_case  # noqa: E402
+from scripts.synthetic_data import BRATS_GRID, case_kinds, make_case, write_case  # noqa: E402
 
-BRATS_SHAPE = (240, 240, 155)
-# Skull-stripped BraTS brains fill about 140 x 175 x 140 voxels of the 240 x 240 x 155 grid; the synthetic brain is
-# an ellipsoid spanning ~80 % of the box it is drawn in, so drawing it in this box gives that footprint.
-BRAIN_BOX = (172, 212, 160)
-
-
-def _pad_to(array: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    spatial = array.shape[-3:]
-    before = [(full - part) // 2 for full, part in zip(shape, spatial, strict=True)]
-    pads = [(0, 0)] * (array.ndim - 3) + [
-        (b, full - part - b) for b, full, part in zip(before, shape, spatial, strict=True)
-    ]
-    return np.pad(array, pads)
+BRATS_SHAPE = BRATS_GRID
 
 
 def write_fullsize_dataset(folder: Path, num_cases: int, seed: int, shape: tuple[int, int, int] = BRATS_SHAPE) -> Path:
-    """`num_cases` labelled BraTS 2021-layout cases on the `shape` grid with a BraTS-sized brain, mostly background."""
+    """`num_cases` labelled BraTS 2021-layout synthetic cases (scripts/synthetic_data.py): the 1 mm BraTS grid with a
+    BraTS-sized brain (about 140 x 175 x 150 voxels, the rest background), or for another `shape` the brain fitted
+    into it."""
     rng = np.random.default_rng(seed)
-    box = tuple(min(b, s) for b, s in zip(BRAIN_BOX, shape, strict=True)) if shape == BRATS_SHAPE else None
-    for index in range(num_cases):
-        drawn = make_case(rng, box or tuple(int(s * 0.72) for s in shape))
-        case = SyntheticCase(*(_pad_to(a, shape) for a in (drawn.images, drawn.edema, drawn.necrosis, drawn.enhancing)))
+    spacing = 1.0 if tuple(shape) == BRATS_SHAPE else None
+    for index, kind in enumerate(case_kinds(num_cases, rng)):
+        case = make_case(rng, tuple(shape), spacing, kind)
         write_case(folder, "brats2021", f"BraTS2021_{index:05d}", case, labelled=True)
     return folder
+
+
+def provenance() -> dict:
+    """The commit (with `+dirty` when the tree has uncommitted changes) and the UTC time of a result."""
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True).stdout.strip()
+
+    commit = git("rev-parse", "HEAD") or "unknown"
+    dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
+    return {
+        "commit": commit + ("+dirty" if dirty else ""),
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+    }
 
 
 def machine() -> dict:
@@ -58,8 +63,9 @@ def machine() -> dict:
 
 
 def write_result(name: str, result: dict) -> Path:
-    """Print `result` as JSON and store it as bench/results/<name>.json."""
+    """Print `result` as JSON and store it as bench/results/<name>.json, with the commit, date and machine."""
     RESULTS.mkdir(parents=True, exist_ok=True)
+    result = {**result, **provenance(), "machine": result.get("machine", machine())}
     text = json.dumps(result, indent=4) + "\n"
     print(text)
     path = RESULTS / f"{name}.json"

@@ -1,19 +1,29 @@
-"""Synthetic BraTS-like cases (4 MR contrasts, brain anatomy, nested tumour) written in any supported layout.
+"""Realistic synthetic BraTS-like cases on real brain anatomy, written in any supported layout. SYNTHETIC DATA.
 
-Run: python scripts/synthetic_data.py --output_dir D [--layout brats2021|brats2023|msd] [--num_cases 8] [--seed 0]
+Anatomy: the MNI ICBM152 2009a T1 template and its white-matter map, read at run time from the installed nilearn
+package (never copied into this repository), deformed per case (affine, elastic, tumour mass effect). FLAIR, T1ce and
+T2 get their own CSF/grey/white-matter contrast; tumours have a necrotic core, an enhancing rim and edema that spreads
+along white matter, irregular shapes and a spread of sizes; some cases have two lesions, some no enhancing tumour.
+Each modality of each case has its own scanner: bias field, gain, offset, gamma and Rician noise.
+
+Run: python scripts/synthetic_data.py --output_dir D [--layout brats2021|brats2023|msd] [--num_cases 20]
+     [--spacing 1|2 (mm; 1 = the 240x240x155 BraTS grid)] [--shape H W D] [--seed 0]
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
+import importlib.util
 import json
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 from scipy import ndimage
+from scipy.special import expit
 
 if __package__ in (None, ""):  # run as a file: make the bundle root importable so `scripts.*` resolves
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -21,26 +31,45 @@ if __package__ in (None, ""):  # run as a file: make the bundle root importable 
 from scripts.cases import BRATS_LAYOUTS, CHANNELS
 from scripts.labels import CONVENTIONS
 
-# Mean tissue intensity per channel (FLAIR, T1ce, T1, T2): background, WM, GM, CSF, edema, necrosis, enhancing rim.
-TISSUE_CONTRAST = {
-    "wm": (0.60, 1.00, 1.00, 0.50),
-    "gm": (0.80, 0.72, 0.70, 0.80),
-    "csf": (0.20, 0.30, 0.30, 1.60),
-    "edema": (1.50, 0.62, 0.60, 1.30),
-    "necrosis": (0.90, 0.28, 0.35, 1.50),
-    "enhancing": (1.20, 1.70, 0.55, 1.00),
+BRATS_GRID = (240, 240, 155)
+"""Voxels of a BraTS case at 1 mm; at spacing s the default grid is this divided by s, rounded up."""
+TEMPLATE = {
+    "t1": "mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz",
+    "wm": "mni_icbm152_wm_tal_nlin_sym_09a_converted.nii.gz",
 }
+
+# Brain tissue on each channel (FLAIR, T1ce, T1, T2), relative to white matter: CSF, grey matter, white matter.
+TISSUE_CONTRAST = {"csf": (0.35, 0.40, 0.38, 2.40), "gm": (1.25, 0.76, 0.72, 1.35), "wm": (1.0, 1.0, 1.0, 1.0)}
+# Template T1 (white matter = 1) at which each tissue's contrast applies; intensities between them blend linearly.
+TISSUE_T1 = {"csf": 0.34, "gm": 0.72, "wm": 1.0}
+# Tumour sub-regions on each channel (FLAIR, T1ce, T1, T2), relative to white matter.
+TUMOUR_CONTRAST = {
+    "edema": (1.80, 0.70, 0.70, 1.90),
+    "necrosis": (1.10, 0.35, 0.40, 2.20),
+    "non_enhancing": (1.50, 0.60, 0.60, 1.80),
+    "enhancing": (1.40, 1.90, 0.80, 1.40),
+}
+# Unlabelled look-alikes on each channel, relative to white matter: white-matter hyperintensities (small-vessel
+# disease, bright on FLAIR/T2 like edema) and enhancing vessels, dura and choroid plexus (bright on T1ce like ET).
+MIMIC_CONTRAST = {"white_matter_lesion": (1.55, 0.85, 0.85, 1.60), "vessel": (0.95, 1.70, 1.00, 0.70)}
 MSD_FILE_ORDER = ("FLAIR", "T1", "T1ce", "T2")  # MSD's 4D channel order: FLAIR, T1w, t1gd, T2w
-# A BraTS-like affine (1 mm, flipped x/y, shifted origin) so tests catch any output written on another grid.
+# A BraTS-like 1 mm affine (flipped x/y, shifted origin); `brats_affine` gives it for other grids and spacings.
 AFFINE = np.array([[-1.0, 0, 0, 119.0], [0, -1.0, 0, 119.0], [0, 0, 1.0, -77.0], [0, 0, 0, 1.0]])
+
+# Kinds of case, dealt in shuffled decks of ten so every ten cases hold this mix (BraTS has mostly large
+# high-grade tumours, some small ones, a few multifocal, and some without enhancing tumour).
+CASE_DECK = ("large",) * 3 + ("medium",) * 2 + ("small",) * 2 + ("two_lesions",) * 2 + ("no_enhancing",)
+CORE_RADIUS_MM = {"large": (13.0, 20.0), "medium": (8.0, 13.0), "small": (4.0, 7.0), "two_lesions": (6.0, 13.0)}
 
 
 @dataclass
 class SyntheticCase:
     images: np.ndarray  # (4, H, W, D) int16 in CHANNELS order
     edema: np.ndarray  # (H, W, D) bool, whole tumour minus core
-    necrosis: np.ndarray  # core minus enhancing rim
+    necrosis: np.ndarray  # core minus enhancing tumour (necrotic or non-enhancing core)
     enhancing: np.ndarray
+    affine: np.ndarray = field(default_factory=lambda: AFFINE.copy())
+    kind: str = ""
 
     def label_map(self, convention: str) -> np.ndarray:
         spec = CONVENTIONS[convention]
@@ -51,69 +80,276 @@ class SyntheticCase:
         return label
 
 
-def _smooth_field(rng: np.random.Generator, shape: tuple[int, ...], coarse: int = 4) -> np.ndarray:
-    """Low-frequency random field in [-1, 1], the same size as `shape`."""
-    grid = rng.uniform(-1, 1, size=(coarse,) * len(shape))
-    field = ndimage.zoom(grid, [s / coarse for s in shape], order=3)[tuple(slice(0, s) for s in shape)]
-    return np.clip(field, -1, 1)
+@dataclass(frozen=True)
+class Template:
+    t1: np.ndarray  # float32, white matter ~1, background 0
+    wm: np.ndarray  # white-matter probability in [0, 1]
+    voxel_to_mm: np.ndarray
+    brain_centre_mm: np.ndarray
+    brain_extent_mm: np.ndarray
 
 
-def _blob(coords: np.ndarray, center: np.ndarray, radius: float, wobble: np.ndarray) -> np.ndarray:
-    """Irregular ball: a sphere whose radius varies smoothly with position."""
-    distance = np.linalg.norm(coords - center[:, None, None, None], axis=0)
-    return distance <= radius * (1.0 + 0.25 * wobble)
+@functools.lru_cache(maxsize=1)
+def load_template() -> Template:
+    """The ICBM152 2009a T1 and white-matter maps from the installed nilearn wheel (read, not imported)."""
+    spec = importlib.util.find_spec("nilearn")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("synthetic data needs the brain template of the nilearn package: pip install nilearn")
+    folder = Path(next(iter(spec.submodule_search_locations))) / "datasets" / "data"
+    t1_image = nib.load(folder / TEMPLATE["t1"])
+    t1 = np.asarray(t1_image.dataobj, dtype=np.float32)
+    t1 /= np.percentile(t1[t1 > 0], 95)  # white matter ~1
+    wm = np.asarray(nib.load(folder / TEMPLATE["wm"]).dataobj, dtype=np.float32) / 255.0
+    voxels = np.argwhere(t1 > 0.05)
+    low, high = voxels.min(0), voxels.max(0)
+    to_mm = t1_image.affine
+    centre = (to_mm @ np.append((low + high) / 2, 1))[:3]
+    return Template(t1, wm, to_mm, centre, (high - low + 1) * np.abs(np.diag(to_mm)[:3]))
 
 
-def make_case(rng: np.random.Generator, shape: tuple[int, int, int]) -> SyntheticCase:
-    """One case: ellipsoidal brain with WM/GM/ventricles, a nested tumour and per-scan scanner effects."""
-    coords = np.stack(np.meshgrid(*[np.arange(s, dtype=np.float32) for s in shape], indexing="ij"))
-    centre = np.array(shape, dtype=np.float32) / 2 + rng.uniform(-2, 2, 3)
-    semi_axes = np.array(shape, dtype=np.float32) * rng.uniform(0.38, 0.44, 3)
-    radial = np.sqrt((((coords - centre[:, None, None, None]) / semi_axes[:, None, None, None]) ** 2).sum(0))
-    radial = radial * (1.0 + 0.05 * _smooth_field(rng, shape))
-    brain, white_matter = radial <= 1.0, radial <= 0.72
-    ventricles = np.zeros(shape, dtype=bool)
-    for side in (-1, 1):
-        offset = centre + np.array([side * semi_axes[0] * 0.18, 0, 0])
-        ventricles |= (
-            ((coords - offset[:, None, None, None]) / (semi_axes * [0.1, 0.3, 0.15])[:, None, None, None]) ** 2
-        ).sum(0) <= 1
+def brats_affine(shape: tuple[int, int, int], spacing: float) -> np.ndarray:
+    """BraTS-like storage (x and y flipped) at `spacing` mm, the grid centred on the template brain's centre."""
+    centre = load_template().brain_centre_mm
+    affine = np.diag([-spacing, -spacing, spacing, 1.0])
+    affine[:3, 3] = centre - affine[:3, :3] @ ((np.array(shape) - 1) / 2)
+    return affine
 
-    # Tumour inside the brain, away from its edge: edema blob around an enhancing core with a necrotic centre.
-    core_radius = rng.uniform(0.08, 0.14) * min(shape)
-    direction = rng.normal(size=3)
-    direction /= np.linalg.norm(direction)
-    tumour_centre = centre + direction * semi_axes * rng.uniform(0.0, 0.45)
-    wobble = _smooth_field(rng, shape)
-    edema_all = _blob(coords, tumour_centre, core_radius * rng.uniform(1.6, 2.2), wobble) & brain
-    core = _blob(coords, tumour_centre, core_radius, wobble) & brain
-    necrosis = _blob(coords, tumour_centre, core_radius * rng.uniform(0.4, 0.7), wobble) & core
-    enhancing = core & ~necrosis
-    edema = edema_all & ~core
 
-    tissues = {
-        "gm": brain & ~white_matter,
-        "wm": white_matter & ~ventricles,
-        "csf": ventricles & brain,
-        "edema": edema,
-        "necrosis": necrosis,
+def grid_for(shape: tuple[int, int, int] | None, spacing: float | None) -> tuple[tuple[int, int, int], float]:
+    """Grid and isotropic spacing: the BraTS grid at `spacing`, or the spacing that fits the brain into `shape`."""
+    if shape is None:
+        spacing = 1.0 if spacing is None else float(spacing)
+        return tuple(int(np.ceil(n / spacing)) for n in BRATS_GRID), spacing
+    if spacing is None:
+        spacing = float(np.max(load_template().brain_extent_mm * 1.02 / np.array(shape)))
+    return tuple(int(n) for n in shape), float(spacing)
+
+
+def _smooth_noise(rng: np.random.Generator, shape: tuple[int, ...], sigma: float) -> np.ndarray:
+    """Gaussian-filtered white noise, unit standard deviation, correlation length `sigma` voxels."""
+    coarse = max(1, int(sigma // 2))  # filter a decimated field: the same look, far fewer voxels to filter
+    small = ndimage.gaussian_filter(rng.standard_normal([-(-s // coarse) for s in shape]), sigma / coarse)
+    field = ndimage.zoom(small, coarse, order=1)[tuple(slice(0, s) for s in shape)] if coarse > 1 else small
+    return (field - field.mean()) / (field.std() + 1e-8)
+
+
+def _rotation(rng: np.random.Generator, degrees: tuple[float, float, float]) -> np.ndarray:
+    angles = np.radians([rng.uniform(-d, d) for d in degrees])
+    matrix = np.eye(3)
+    for axis, angle in enumerate(angles):
+        c, s = np.cos(angle), np.sin(angle)
+        a, b = [i for i in range(3) if i != axis]
+        r = np.eye(3)
+        r[a, a], r[a, b], r[b, a], r[b, b] = c, -s, s, c
+        matrix = r @ matrix
+    return matrix
+
+
+@dataclass
+class Lesion:
+    centre: np.ndarray  # mm, in the case's world space
+    core_radius: float  # mm
+    edema_scale: float  # edema reach / core radius
+    rim_mm: float  # thickness of the enhancing rim around the necrotic centre (a core thinner than it is solid)
+    enhancing: bool
+
+
+def _place_lesions(rng: np.random.Generator, kind: str, tissue_mm: np.ndarray, wm: np.ndarray, depth_mm: np.ndarray):
+    """Lesions for a case `kind`, centred in white matter deep enough for their core."""
+    count = 2 if kind == "two_lesions" else 1
+    low, high = CORE_RADIUS_MM.get(kind, CORE_RADIUS_MM["medium"])
+    lesions = []
+    for _ in range(count):
+        radius = float(np.exp(rng.uniform(np.log(low), np.log(high))))
+        candidates = np.flatnonzero((wm > 0.5) & (depth_mm > radius + 6.0))
+        if candidates.size == 0:
+            candidates = np.flatnonzero(depth_mm >= depth_mm.max() * 0.5)
+        centre = tissue_mm[:, rng.choice(candidates)]
+        lesions.append(
+            Lesion(
+                centre=centre,
+                core_radius=radius,
+                edema_scale=rng.uniform(1.4, 2.4),
+                rim_mm=rng.uniform(3.0, 7.0),
+                enhancing=kind != "no_enhancing",
+            )
+        )
+    return lesions
+
+
+def _mass_effect(points_mm: np.ndarray, lesions: list[Lesion]) -> np.ndarray:
+    """Where each output point's tissue comes from: anatomy pushed away from each lesion (a fold-free radial warp)."""
+    source = points_mm.copy()
+    for lesion in lesions:
+        offset = source - lesion.centre[:, None]
+        distance = np.linalg.norm(offset, axis=0)
+        sigma = lesion.core_radius * 1.5
+        source = lesion.centre[:, None] + offset * (1.0 - 0.45 * np.exp(-((distance / sigma) ** 2)))
+    return source
+
+
+def _lesion_fields(
+    rng: np.random.Generator, lesion: Lesion, points_mm: np.ndarray, shape: tuple[int, ...], spacing: float, wm, t1
+):
+    """Soft (0..1) whole-tumour, core and enhancing fields of one lesion on the output grid."""
+    distance = np.linalg.norm(points_mm - lesion.centre[:, None], axis=0).reshape(shape)
+    furthest = lesion.core_radius * max(lesion.edema_scale * 1.5, 1.6)  # no outline reaches beyond this
+    reach = furthest + 8.0
+    box = tuple(
+        slice(max(0, int(np.min(idx)) - 1), int(np.max(idx)) + 2) for idx in np.nonzero(distance <= reach)
+    ) or tuple(slice(0, s) for s in shape)
+    d = distance[box]
+    local = d.shape
+    # irregular outlines: the radius varies with position by a smooth field a fraction of the lesion's size
+    wobble_core = np.clip(_smooth_noise(rng, local, max(1.0, 0.6 * lesion.core_radius / spacing)), -2.5, 2.5)
+    wobble_edema = np.clip(_smooth_noise(rng, local, max(1.0, 0.5 * furthest / spacing / 1.5)), -2.5, 2.5)
+    soft = max(0.6, 1.0 / spacing)  # border width in voxels, about 1 mm
+    core = expit((1.0 - d / (lesion.core_radius * (1 + 0.22 * wobble_core))) * lesion.core_radius / soft)
+    # edema reaches further along white matter and stops at cortex and CSF
+    wm_local, t1_local = wm[box], t1[box]
+    edema_reach = lesion.core_radius * lesion.edema_scale * (0.5 + 0.7 * wm_local) * (1 + 0.25 * wobble_edema)
+    edema_reach = np.minimum(edema_reach, furthest)
+    edema = expit((edema_reach - d) / (2.0 * soft * spacing))
+    edema *= np.clip((t1_local - 0.45) / 0.2, 0, 1)  # no edema in CSF
+    whole = np.maximum(edema, core)
+    enhancing = np.zeros(local, dtype=np.float32)
+    if lesion.enhancing:
+        wobble_necrosis = _smooth_noise(rng, local, max(1.0, 0.4 * lesion.core_radius / spacing))
+        inner = (lesion.core_radius - lesion.rim_mm) * (1 + 0.3 * wobble_necrosis)
+        necrotic = expit((inner - d) / (soft * spacing))
+        enhancing = core * (1.0 - necrotic)
+    fields = []
+    for local_field in (whole, core, enhancing):
+        full = np.zeros(shape, dtype=np.float32)
+        full[box] = local_field
+        fields.append(full)
+    return fields
+
+
+def _mimics(
+    rng: np.random.Generator, points_mm: np.ndarray, spacing: float, t1, wm, depth_mm, tumour
+) -> dict[str, np.ndarray]:
+    """Soft weights of the unlabelled look-alikes: a few white-matter hyperintensities, and vessel, dura and choroid
+    plexus enhancement in a band under the brain surface and inside the ventricles."""
+    shape = t1.shape
+    lesions = np.zeros(shape, np.float32)
+    candidates = np.flatnonzero((wm.ravel() > 0.6) & (tumour.ravel() < 0.05) & (depth_mm.ravel() > 8.0))
+    for _ in range(int(rng.integers(0, 7)) if candidates.size else 0):
+        centre = points_mm[:, rng.choice(candidates)]
+        radius = rng.uniform(1.5, 5.0)
+        distance = np.linalg.norm(points_mm - centre[:, None], axis=0).reshape(shape)
+        lesions = np.maximum(lesions, expit((radius - distance) / max(0.6, spacing / 2)))
+    patches = _smooth_noise(rng, shape, max(1.0, 4.0 / spacing))
+    surface = (depth_mm > 0) & (depth_mm < 4.0) & (patches > 1.3)
+    ventricles = (t1 < 0.45) & (depth_mm > 15.0) & (patches > 1.6)
+    vessels = ndimage.gaussian_filter((surface | ventricles).astype(np.float32), max(0.5, 0.7 / spacing))
+    return {"white_matter_lesion": lesions * (1 - tumour), "vessel": np.clip(1.5 * vessels, 0, 1) * (1 - tumour)}
+
+
+def _tissue_image(t1: np.ndarray) -> np.ndarray:
+    """(4, ...) healthy-tissue intensities relative to white matter, from the template T1 by piecewise-linear maps."""
+    knots_t1 = [0.0, TISSUE_T1["csf"], TISSUE_T1["gm"], TISSUE_T1["wm"], 1.3]
+    images = []
+    for channel in range(len(CHANNELS)):
+        values = [0.0] + [TISSUE_CONTRAST[tissue][channel] for tissue in ("csf", "gm", "wm")]
+        values.append(values[-1] + (values[-1] - values[-2]) * (1.3 - 1.0) / (1.0 - TISSUE_T1["gm"]))
+        images.append(np.interp(t1, knots_t1, values))
+    return np.stack(images).astype(np.float32)
+
+
+def make_case(
+    rng: np.random.Generator,
+    shape: tuple[int, int, int] | None = None,
+    spacing: float | None = None,
+    kind: str | None = None,
+) -> SyntheticCase:
+    """One synthetic case on the template anatomy; `kind` is one of CASE_DECK's entries (random when None)."""
+    template = load_template()
+    shape, spacing = grid_for(shape, spacing)
+    kind = kind or str(rng.choice(CASE_DECK))
+    affine = brats_affine(shape, spacing)
+    grid = np.indices(shape, dtype=np.float32).reshape(3, -1)
+    points_mm = affine[:3, :3] @ grid + affine[:3, 3:4]
+
+    # this case's anatomy: a random affine and elastic deformation of the template about the brain's centre
+    centre = template.brain_centre_mm
+    linear = _rotation(rng, (5.0, 5.0, 10.0)) * rng.uniform(0.90, 1.04) * rng.uniform(0.96, 1.04, 3)[:, None]
+    shift = rng.uniform(-4.0, 4.0, 3)
+    elastic = np.stack([_smooth_noise(rng, shape, 24.0 / spacing) for _ in range(3)]).reshape(3, -1)
+    to_template = np.linalg.inv(template.voxel_to_mm)
+
+    unlinear = np.linalg.inv(linear)
+
+    def sample(world_mm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Template T1 and white matter at these points of the case."""
+        anatomical = unlinear @ (world_mm - (centre + shift)[:, None]) + centre[:, None] + 3.0 * elastic
+        voxels = to_template[:3, :3] @ anatomical + to_template[:3, 3:4]
+        return tuple(
+            ndimage.map_coordinates(volume, voxels, order=1, cval=0.0).reshape(shape)
+            for volume in (template.t1, template.wm)
+        )
+
+    # lesions are placed on the undeformed-by-tumour anatomy, then the tissue around them is pushed aside
+    t1_plain, wm_plain = sample(points_mm)
+    brain_plain = t1_plain > 0.05
+    depth_mm = ndimage.distance_transform_edt(brain_plain) * spacing
+    lesions = _place_lesions(rng, kind, points_mm, wm_plain.ravel(), depth_mm.ravel())
+    displaced = _mass_effect(points_mm, lesions)
+    t1, wm = sample(displaced)
+    brain = t1 > 0.05
+
+    whole = np.zeros(shape, np.float32)
+    core = np.zeros(shape, np.float32)
+    enhancing = np.zeros(shape, np.float32)
+    for lesion in lesions:
+        w, c, e = _lesion_fields(rng, lesion, points_mm, shape, spacing, wm, t1)
+        whole, core, enhancing = np.maximum(whole, w), np.maximum(core, c), np.maximum(enhancing, e)
+    whole *= brain
+    core, enhancing = np.minimum(core, whole), np.minimum(enhancing, core)
+
+    labels_whole, labels_core, labels_enhancing = whole > 0.5, core > 0.5, enhancing > 0.5
+    labels_core &= labels_whole
+    labels_enhancing &= labels_core
+    if not labels_whole.any():  # a lesion too small for this grid: keep the brightest voxel of its field
+        labels_whole.flat[np.argmax(whole)] = labels_core.flat[np.argmax(whole)] = True
+
+    images = _tissue_image(t1)
+    for mimic, weight in _mimics(rng, points_mm, spacing, t1, wm, depth_mm, whole).items():
+        for channel, level in enumerate(MIMIC_CONTRAST[mimic]):
+            images[channel] = images[channel] * (1 - weight) + level * weight
+    heterogeneity = 1.0 + 0.12 * _smooth_noise(rng, shape, max(1.0, 3.0 / spacing))
+    core_kind = "necrosis" if any(lesion.enhancing for lesion in lesions) else "non_enhancing"
+    weights = {
+        "edema": np.clip(whole - core, 0, 1) * (0.75 + 0.25 * whole),
+        core_kind: np.clip(core - enhancing, 0, 1),
         "enhancing": enhancing,
     }
-    images = np.zeros((len(CHANNELS), *shape), dtype=np.float32)
-    for name, mask in tissues.items():
-        for channel, level in enumerate(TISSUE_CONTRAST[name]):
-            images[channel][mask] = level
     for channel in range(len(CHANNELS)):
-        # Scanner effects differ per scan and contrast: smooth bias field, texture noise, gain, offset and gamma.
-        bias = 1.0 + 0.15 * _smooth_field(rng, shape)
-        noisy = images[channel] * bias + rng.normal(0, 0.05, shape)
-        gain, offset, gamma = rng.uniform(300, 900), rng.uniform(0, 100), rng.uniform(0.85, 1.2)
-        scaled = gain * np.clip(noisy, 0.01, None) ** gamma + offset
+        jitter = rng.uniform(0.9, 1.1)
+        for region, weight in weights.items():
+            level = TUMOUR_CONTRAST[region][channel] * jitter * heterogeneity
+            images[channel] = images[channel] * (1 - weight) + level * weight
+
+    # every modality of every case has its own scanner
+    texture = 0.03 * _smooth_noise(rng, shape, max(1.0, 1.5 / spacing))
+    for channel in range(len(CHANNELS)):
+        bias = np.exp(rng.uniform(0.08, 0.25) * _smooth_noise(rng, shape, 60.0 / spacing))
+        signal = np.clip(images[channel] * (1 + texture) * bias, 0, None) ** rng.uniform(0.85, 1.2)
+        sigma = rng.uniform(0.015, 0.045)
+        noisy = np.hypot(signal + rng.normal(0, sigma, shape), rng.normal(0, sigma, shape))  # Rician magnitude
+        scaled = rng.uniform(250, 1500) * noisy + rng.uniform(0, 150)
         images[channel] = np.where(brain, scaled, 0.0)
-    return SyntheticCase(np.rint(images).astype(np.int16), edema, necrosis, enhancing)
+    return SyntheticCase(
+        np.clip(np.rint(images), 0, np.iinfo(np.int16).max).astype(np.int16),
+        edema=labels_whole & ~labels_core,
+        necrosis=labels_core & ~labels_enhancing,
+        enhancing=labels_enhancing,
+        affine=affine,
+        kind=kind,
+    )
 
 
-def _save(array: np.ndarray, path: Path, affine: np.ndarray = AFFINE) -> None:
+def _save(array: np.ndarray, path: Path, affine: np.ndarray) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     nib.save(nib.Nifti1Image(array, affine), str(path))
 
@@ -125,9 +361,10 @@ def _case_id(layout: str, index: int) -> str:
 
 
 def write_case(
-    output_dir: Path, layout: str, case_id: str, case: SyntheticCase, labelled: bool, affine: np.ndarray = AFFINE
+    output_dir: Path, layout: str, case_id: str, case: SyntheticCase, labelled: bool, affine: np.ndarray | None = None
 ) -> None:
-    """Write one case's files where `layout` expects them, all on the voxel grid `affine`."""
+    """Write one case's files where `layout` expects them, on the case's own grid unless `affine` is given."""
+    affine = case.affine if affine is None else affine
     if layout == "msd":
         order = [CHANNELS.index(name) for name in MSD_FILE_ORDER]
         stacked = np.moveaxis(case.images[order], 0, -1)
@@ -158,24 +395,49 @@ def _write_msd_description(output_dir: Path, training: list[str], testing: list[
     (output_dir / "dataset.json").write_text(json.dumps(description, indent=4) + "\n")
 
 
+def case_kinds(num_cases: int, rng: np.random.Generator) -> list[str]:
+    """The kind of each case: CASE_DECK shuffled, deck after deck, so any ten consecutive cases keep its mix."""
+    kinds: list[str] = []
+    while len(kinds) < num_cases:
+        kinds += [str(k) for k in rng.permutation(CASE_DECK)]
+    return kinds[:num_cases]
+
+
 def write_dataset(
     output_dir: str | Path,
     layout: str = "brats2021",
     num_cases: int = 8,
     num_unlabelled: int = 0,
-    shape: tuple[int, int, int] = (96, 96, 64),
+    shape: tuple[int, int, int] | None = None,
     seed: int = 0,
+    spacing: float | None = None,
 ) -> list[str]:
-    """Write `num_cases` labelled and `num_unlabelled` unlabelled cases; return their case ids."""
+    """Write `num_cases` labelled and `num_unlabelled` unlabelled cases; return their case ids.
+
+    The grid is `shape` voxels at `spacing` mm; with one of them missing it is the BraTS grid at `spacing` (1 mm by
+    default) or the spacing that fits the brain into `shape`. `cases.json` records each case's kind and tumour volumes.
+    """
     if layout not in ("brats2021", "brats2023", "msd"):
         raise ValueError(f"Unknown layout '{layout}'; choose brats2021, brats2023 or msd.")
     output_dir = Path(output_dir)
     rng = np.random.default_rng(seed)
     ids = [_case_id(layout, index) for index in range(num_cases + num_unlabelled)]
-    for index, case_id in enumerate(ids):
-        write_case(output_dir, layout, case_id, make_case(rng, tuple(shape)), labelled=index < num_cases)
+    record = {}
+    for index, (case_id, kind) in enumerate(zip(ids, case_kinds(len(ids), rng), strict=True)):
+        case = make_case(rng, shape, spacing, kind)
+        write_case(output_dir, layout, case_id, case, labelled=index < num_cases)
+        voxel_ml = float(np.prod(np.abs(np.diag(case.affine)[:3]))) / 1000.0
+        record[case_id] = {
+            "kind": kind,
+            "labelled": index < num_cases,
+            "whole_tumour_ml": round(float((case.edema | case.necrosis | case.enhancing).sum()) * voxel_ml, 2),
+            "enhancing_ml": round(float(case.enhancing.sum()) * voxel_ml, 2),
+        }
     if layout == "msd":
         _write_msd_description(output_dir, ids[:num_cases], ids[num_cases:])
+    grid, mm = grid_for(shape, spacing)
+    summary = {"synthetic": True, "seed": seed, "shape": list(grid), "spacing_mm": round(mm, 4), "cases": record}
+    (output_dir / "cases.json").write_text(json.dumps(summary, indent=4) + "\n")
     return ids
 
 
@@ -185,11 +447,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--layout", default="brats2021", choices=["brats2021", "brats2023", "msd"])
     parser.add_argument("--num_cases", type=int, default=8, help="labelled cases")
     parser.add_argument("--num_unlabelled", type=int, default=0, help="cases without a label file")
-    parser.add_argument("--shape", type=int, nargs=3, default=[96, 96, 64], metavar=("H", "W", "D"))
+    parser.add_argument("--spacing", type=float, default=None, help="mm per voxel (default 1, or fitted to --shape)")
+    parser.add_argument("--shape", type=int, nargs=3, default=None, metavar=("H", "W", "D"))
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    ids = write_dataset(args.output_dir, args.layout, args.num_cases, args.num_unlabelled, tuple(args.shape), args.seed)
-    print(f"Wrote {len(ids)} synthetic {args.layout} case(s) to {args.output_dir}")
+    shape = tuple(args.shape) if args.shape else None
+    grid, spacing = grid_for(shape, args.spacing)
+    ids = write_dataset(args.output_dir, args.layout, args.num_cases, args.num_unlabelled, shape, args.seed, spacing)
+    print(f"Wrote {len(ids)} synthetic {args.layout} case(s), {grid} voxels at {spacing:.2f} mm, to {args.output_dir}")
 
 
 if __name__ == "__main__":

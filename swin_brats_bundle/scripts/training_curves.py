@@ -1,9 +1,10 @@
-"""Trainer handler: per-epoch loss, train Dice and validation Dice per region in a CSV, and a plot of them."""
+"""Trainer handler: per-epoch wall-clock time, loss, train Dice and validation Dice per region in a CSV, and a plot."""
 
 from __future__ import annotations
 
 import csv
 import math
+import time
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ from scripts.atomic import atomic_write
 
 TRAIN_COLUMNS = ("train_loss", "train_mean_dice")
 VALIDATION_COLUMNS = ("val_mean_dice", "val_mean_dice_tc", "val_mean_dice_wt", "val_mean_dice_et")
-COLUMNS = ("epoch", *TRAIN_COLUMNS, "lr", *VALIDATION_COLUMNS)
+COLUMNS = ("epoch", "seconds", *TRAIN_COLUMNS, "lr", *VALIDATION_COLUMNS)
 REGION_STYLES = {"val_mean_dice_tc": "tab:red", "val_mean_dice_wt": "tab:green", "val_mean_dice_et": "tab:olive"}
 
 
@@ -40,6 +41,8 @@ class TrainingCurves:
         self.plot_path = self.output_dir / plot
         self.rows: list[dict[str, float | None]] = []
         self._lr: float | None = None
+        self._started = time.monotonic()
+        self._seconds_before = 0.0
 
     def attach(self, engine: Engine) -> None:
         engine.add_event_handler(Events.STARTED, self.load)
@@ -49,6 +52,9 @@ class TrainingCurves:
     def load(self, engine: Engine) -> None:
         """Rows of epochs up to the trainer's current epoch from an existing CSV (none on a fresh run)."""
         self.rows = [row for row in read_log(self.csv_path) if row["epoch"] <= engine.state.epoch]
+        # a resumed run counts on from the time its last kept epoch ended
+        self._seconds_before = float(self.rows[-1]["seconds"] or 0.0) if self.rows else 0.0
+        self._started = time.monotonic()
 
     def note_lr(self, engine: Engine) -> None:
         # Read at epoch start: a scheduler stepping at EPOCH_COMPLETED has already moved on by the time we log.
@@ -65,7 +71,8 @@ class TrainingCurves:
     def epoch_row(self, engine: Engine) -> dict[str, float | None]:
         """This epoch's numbers; validation ones only if the validator ran for this very epoch."""
         metrics = engine.state.metrics
-        row: dict[str, float | None] = {"epoch": engine.state.epoch, "lr": self._lr}
+        seconds = round(self._seconds_before + time.monotonic() - self._started, 1)
+        row: dict[str, float | None] = {"epoch": engine.state.epoch, "seconds": seconds, "lr": self._lr}
         row |= {key: _number(metrics.get(key)) for key in TRAIN_COLUMNS}
         state = getattr(self.validator, "state", None)
         validated = state is not None and getattr(state, "epoch", None) == engine.state.epoch

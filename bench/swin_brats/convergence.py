@@ -1,0 +1,210 @@
+"""Validation mean Dice against wall-clock training time: the reference (seed) recipe, the bundle's quick recipe, and
+each new switch alone. SYNTHETIC DATA.
+
+Every variant trains through the real CLI (`python -m monai.bundle run training` with configs/train.json +
+configs/quick.json + the variant's overrides), one process at a time on this machine, on the same realistic synthetic
+cases: 20 cases at 2 mm from `--data_seed` (not the seed the recipe was tuned on), fold 0 of 5 (4 cases) validated,
+the other 16 trained on, feature size 12, ROI 64. Each epoch's wall clock and validation Dice come from the run's
+training_log.csv. Post-processing does not change training, so it is scored without retraining: the quick recipe's
+best model and the seed recipe's are evaluated (train + quick + evaluate.json) with each rule off and on.
+
+    .venv/bin/python bench/swin_brats/convergence.py [--data_seed 2026] [--variants seed quick ...]
+        [--minutes 20] [--work DIR]      -> bench/results/swin_brats_convergence.json and .png
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from common import BUNDLE, RESULTS, write_result
+from matplotlib.figure import Figure
+
+# The reference recipe (research-contributions SwinUNETR/BRATS21 and the seed article) at the quick sizes: Adam 1e-4,
+# Dice loss, cosine without warm-up, PyTorch's output initialisation, gradient checkpointing, no post-processing.
+SEED = {
+    "loss": "dice",
+    "learning_rate": 0.0001,
+    "optimizer_name": "adam",
+    "warmup_epochs": 0,
+    "output_bias_prior": 0,
+    "use_checkpoint": True,
+    "min_component_mm3": 0,
+    "min_enhancing_mm3": 0,
+}
+# Each switch alone on top of the seed's recipe: name -> overrides. `quick` is the bundle's quick recipe as shipped.
+VARIANTS: dict[str, dict] = {
+    "seed": SEED,
+    "quick": {},
+    "seed + learning_rate 1e-3": {**SEED, "learning_rate": 0.001},
+    "seed + output_bias_prior 0.01": {**SEED, "output_bias_prior": 0.01},
+    "seed + loss dice_bce": {**SEED, "loss": "dice_bce"},
+    "seed + warmup_epochs 1": {**SEED, "warmup_epochs": 1},
+    "seed + optimizer adamw": {**SEED, "optimizer_name": "adamw"},
+    "seed + use_checkpoint False": {**SEED, "use_checkpoint": False},
+    "quick + num_samples 2": {"num_samples": 2},
+    "quick + crop_tumour_fraction 0.8": {"crop_tumour_fraction": 0.8},
+}
+POSTPROCESSING = {  # evaluated on a trained model: name -> overrides of the two rules
+    "none": {"min_component_mm3": 0, "min_enhancing_mm3": 0},
+    "small components removed": {"min_enhancing_mm3": 0},
+    "small ET relabelled as core": {"min_component_mm3": 0},
+    "both (quick defaults)": {},
+}
+TRAIN_CONFIGS = "['configs/train.json','configs/quick.json']"
+EVALUATE_CONFIGS = "['configs/train.json','configs/quick.json','configs/evaluate.json']"
+
+
+def cli_value(value) -> str:
+    return json.dumps(value) if isinstance(value, list | dict) else str(value)
+
+
+def bundle_run(config: str, settings: dict, log: Path) -> float:
+    """One whole `python -m monai.bundle run` process from the bundle folder; returns its wall seconds."""
+    command = [sys.executable, "-m", "monai.bundle", "run", "--config_file", config]
+    command += ["--meta_file", "configs/metadata.json", "--logging_file", "configs/logging.conf"]
+    for key, value in settings.items():
+        command += [f"--{key}", cli_value(value)]
+    start = time.perf_counter()
+    with open(log, "w") as out:
+        subprocess.run(command, cwd=BUNDLE, stdout=out, stderr=subprocess.STDOUT, check=True, env=os.environ.copy())
+    return time.perf_counter() - start
+
+
+def make_data(work: Path, data_seed: int) -> tuple[Path, Path, dict]:
+    data, datalist = work / "data", work / "datalist.json"
+    if not datalist.is_file():
+        script = BUNDLE / "scripts"
+        subprocess.run([sys.executable, str(script / "synthetic_data.py"), "--output_dir", str(data), "--num_cases",
+                        "20", "--spacing", "2", "--seed", str(data_seed)], check=True)  # fmt: skip
+        subprocess.run([sys.executable, str(script / "prepare_datalist.py"), "--dataset_dir", str(data), "--output",
+                        str(datalist), "--num_folds", "5"], check=True)  # fmt: skip
+    cases = json.loads((data / "cases.json").read_text())["cases"]
+    folds = {case["case_id"]: case["fold"] for case in json.loads(datalist.read_text())["training"]}
+    validation = {case_id: cases[case_id] for case_id, fold in sorted(folds.items()) if fold == 0}
+    return data, datalist, validation
+
+
+def read_curve(log: Path) -> list[dict]:
+    """(seconds, epoch, validation Dice) of every validated epoch of a training_log.csv."""
+    with open(log, newline="") as f:
+        rows = [row for row in csv.DictReader(f) if row["val_mean_dice"]]
+    keys = ("val_mean_dice", "val_mean_dice_et", "val_mean_dice_tc", "val_mean_dice_wt")
+    return [
+        {"epoch": int(row["epoch"]), "seconds": float(row["seconds"]), **{k: round(float(row[k]), 4) for k in keys}}
+        for row in rows
+    ]
+
+
+def train_variant(name: str, overrides: dict, common: dict, work: Path, minutes: float) -> dict:
+    out = work / name.replace(" ", "_").replace("+", "and")
+    settings = {**common, **overrides, "ckpt_dir": str(out / "models"), "output_dir": str(out / "eval")}
+    wall = bundle_run(TRAIN_CONFIGS, settings, out.with_suffix(".log")) if not (out / "eval").is_dir() else None
+    curve = read_curve(out / "eval" / "training_log.csv")
+    within = [point for point in curve if point["seconds"] <= minutes * 60]
+    best = max(within, key=lambda p: p["val_mean_dice"]) if within else None
+    return {
+        "overrides": overrides,
+        "process_seconds": None if wall is None else round(wall, 1),
+        "curve": curve,
+        f"best_within_{minutes:g}_min": best,
+        "final": curve[-1] if curve else None,
+        "model": str(out / "models" / "model.pt"),
+        "ckpt_dir": str(out / "models"),
+    }
+
+
+def evaluate_postprocessing(run: dict, common: dict, work: Path, tag: str) -> dict:
+    """Held-out mean Dice of one trained model with each post-processing rule off and on."""
+    results = {}
+    for name, rules in POSTPROCESSING.items():
+        out = work / f"evaluate_{tag}_{name.replace(' ', '_')}"
+        settings = {**common, **run["overrides"], **rules, "ckpt_dir": run["ckpt_dir"], "output_dir": str(out)}
+        settings["num_pictures"] = 0
+        bundle_run(EVALUATE_CONFIGS, settings, out.with_suffix(".log"))
+        metrics = json.loads((out / "summary.json").read_text())["metrics"]
+        dice = {region: round(metrics[f"dice_{region}"]["mean"], 4) for region in ("et", "tc", "wt")}
+        hd95 = {region: round(metrics[f"hd95_{region}"]["mean"], 2) for region in ("et", "tc", "wt")}
+        with open(out / "metrics.csv", newline="") as f:
+            per_case = list(csv.DictReader(f))
+        results[name] = {
+            "rules": {**{"min_component_mm3": None, "min_enhancing_mm3": None}, **rules},
+            "mean_dice": round(sum(dice.values()) / 3, 4),
+            "dice": dice,
+            "hd95_mm": hd95,
+            "per_case_dice": {
+                row["case_id"]: {r: round(float(row[f"dice_{r}"]), 4) for r in ("et", "tc", "wt")} for row in per_case
+            },
+        }
+    return results
+
+
+def plot(runs: dict, minutes: float, path: Path) -> None:
+    figure = Figure(figsize=(11, 5), layout="constrained")
+    ax = figure.subplots()
+    styles = {"quick": {"lw": 2.5, "color": "black"}, "seed": {"lw": 2.5, "color": "tab:red"}}
+    for name, run in runs.items():
+        minutes_axis = [point["seconds"] / 60 for point in run["curve"]]
+        dice = [point["val_mean_dice"] for point in run["curve"]]
+        ax.plot(minutes_axis, dice, marker="o", ms=3, label=name, **styles.get(name, {"lw": 1, "ls": "--"}))
+    ax.axvline(minutes, color="grey", lw=0.8)
+    ax.axhline(0.8, color="grey", lw=0.8, ls=":")
+    ax.set(xlabel="training wall-clock time (minutes, 2 CPU cores)", ylabel="validation mean Dice (ET, TC, WT)",
+           title="Realistic synthetic BraTS-like cases: 16 train / 4 validation, 2 mm, feature size 12, ROI 64",
+           ylim=(0, 1))  # fmt: skip
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    figure.savefig(path, dpi=100)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data_seed", type=int, default=2026, help="synthetic data seed (the recipe was tuned on 1)")
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--minutes", type=float, default=20.0, help="training budget the best Dice is read within")
+    parser.add_argument("--work", type=Path, default=None, help="keep runs here (a rerun skips finished variants)")
+    args = parser.parse_args()
+    work = args.work or Path(tempfile.mkdtemp(prefix="convergence_"))
+    work.mkdir(parents=True, exist_ok=True)
+    data, datalist, validation = make_data(work, args.data_seed)
+    common = {"bundle_root": str(BUNDLE), "dataset_dir": str(data), "datalist": str(datalist), "fold": 0,
+              "progress_bar": False}  # fmt: skip
+    runs = {name: train_variant(name, VARIANTS[name], common, work, args.minutes) for name in args.variants}
+    postprocessing = {
+        tag: evaluate_postprocessing(runs[tag], common, work, tag) for tag in ("quick", "seed") if tag in runs
+    }
+    quick = json.loads((BUNDLE / "configs" / "quick.json").read_text())
+    picture = RESULTS / "swin_brats_convergence.png"
+    plot(runs, args.minutes, picture)
+    write_result(
+        "swin_brats_convergence",
+        {
+            "benchmark": "validation mean Dice against training time: seed recipe, quick recipe, each switch alone",
+            "synthetic_data": True,
+            "data": {
+                "seed": args.data_seed,
+                "cases": 20,
+                "spacing_mm": 2,
+                "validation_fold": 0,
+                "validation_cases": validation,
+            },  # fmt: skip
+            "quick_json": quick,
+            "minutes": args.minutes,
+            "runs": {
+                name: {k: v for k, v in run.items() if k not in ("model", "ckpt_dir")} for name, run in runs.items()
+            },
+            "postprocessing": postprocessing,
+            "picture": str(picture.relative_to(RESULTS.parent.parent)),
+        },
+    )
+
+
+if __name__ == "__main__":
+    main()
