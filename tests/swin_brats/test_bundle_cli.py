@@ -147,14 +147,29 @@ def test_inference_writes_the_dataset_label_values(
         assert np.unique(painted[~inside]).tolist() == [0]
 
 
-def test_plain_run_is_training_and_a_bad_convention_names_the_file(make_dataset, tmp_path: Path) -> None:
-    """`run` without an id trains; BraTS 2021 files read as BraTS 2023 labels stop with the file and the value 4."""
+def test_plain_run_of_train_json_trains(make_dataset, tmp_path: Path) -> None:
+    """`python -m monai.bundle run --config_file configs/train.json` without a run id runs `run`: it trains."""
+    data, models, out = make_dataset("brats2021"), tmp_path / "models", tmp_path / "train"
+    result = run_bundle("--config_file", "configs/train.json", "--dataset_dir", str(data), "--num_folds", "3",
+                        "--ckpt_dir", str(models), "--output_dir", str(out), "--epochs", "1", *TINY)  # fmt: skip
+    assert "SupervisedTrainer - INFO - Epoch[1] Complete" in result.stdout + result.stderr
+    with open(out / "training_log.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [row["epoch"] for row in rows] == ["1"] and 0.0 < float(rows[0]["train_loss"]) < 10.0
+    assert rows[0]["val_mean_dice"] != ""  # validated after the epoch
+    assert torch.load(models / "checkpoint.pt", weights_only=True)["trainer"]["epoch"] == 1
+    SwinUNETR(4, 3, feature_size=12).load_state_dict(torch.load(models / "model.pt", weights_only=True))
+
+
+def test_a_bad_convention_names_the_file(make_dataset, tmp_path: Path) -> None:
+    """BraTS 2021 files read as BraTS 2023 labels stop with the file and the value 4, before any training."""
     data = make_dataset("brats2021")
     result = run_bundle("--config_file", "configs/train.json", "--dataset_dir", str(data), "--num_folds", "3",
                         "--ckpt_dir", str(tmp_path), "--output_dir", str(tmp_path), "--epochs", "1",
                         "--label_convention", "brats2023", *TINY, expect_ok=False)  # fmt: skip
     assert result.returncode != 0
     assert "_seg.nii.gz: label values [4] are not part of the 'brats2023' convention" in result.stdout + result.stderr
+    assert "Epoch[" not in result.stdout + result.stderr and not (tmp_path / "model.pt").exists()
 
 
 @pytest.mark.parametrize(

@@ -5,14 +5,15 @@ import json
 from pathlib import Path
 from types import SimpleNamespace
 
+import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from ignite.engine import Engine
+from ignite.engine import Engine, Events
 from monai.data import MetaTensor
-from scripts.case_metrics import CaseMetricsWriter, case_id_of, voxel_spacing
+from scripts.case_metrics import DICE_COLUMNS, CaseMetricsWriter, case_id_of, voxel_spacing
 from scripts.labels import CONVENTIONS
-from scripts.metrics import HD95_EMPTY_MM, METRIC_COLUMNS
+from scripts.metrics import HD95_EMPTY_MM, METRIC_COLUMNS, region_metrics
 
 SHAPE = (20, 20, 20)
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -114,15 +115,28 @@ def test_spacing_and_case_id_sources() -> None:
     assert case_id_of(torch.zeros(1), default="case_0001") == "case_0001"
 
 
+def _rescaled_copy(source: Path, target: Path, scale: tuple[float, float, float]) -> Path:
+    """The dataset's BraTS 2021 case folders with the same voxels on another grid: affine columns times `scale`."""
+    for path in source.glob("*/*.nii.gz"):
+        image = nib.load(path)
+        (target / path.parent.name).mkdir(parents=True, exist_ok=True)
+        affine = image.affine @ np.diag([*scale, 1.0])
+        nib.save(nib.Nifti1Image(np.asarray(image.dataobj), affine), target / path.parent.name / path.name)
+    return target
+
+
 def test_inside_a_monai_evaluator(tmp_path: Path, make_dataset) -> None:
-    """Real loading, decollation and metadata: case ids from the files, 1 mm spacing from their affine."""
+    """Real loading, decollation and metadata: case ids from the files, HD95 in mm from the voxel size of their affine.
+
+    The same cases are evaluated again stored on an anisotropic grid (the voxels unchanged, the affine's columns
+    scaled by 2, 1 and 3): Dice is unchanged, and each HD95 is the one for the voxel size in the files' headers.
+    """
     from monai.engines import SupervisedEvaluator
     from monai.transforms import Activationsd, AsDiscreted, Compose, LoadImaged, NormalizeIntensityd
     from scripts.cases import discover
     from scripts.labels import LabelsToRegionsd, NestRegionsd
 
     convention = CONVENTIONS["brats2021"]
-    cases = discover(make_dataset("brats2021"))["training"]
     loading = Compose(
         [
             LoadImaged(keys=["image", "label"], ensure_channel_first=True, image_only=True),
@@ -137,20 +151,49 @@ def test_inside_a_monai_evaluator(tmp_path: Path, make_dataset) -> None:
         def forward(self, image: torch.Tensor) -> torch.Tensor:
             return (image[:, :1] > 1.0).float().repeat(1, 3, 1, 1, 1) * 20 - 10
 
-    evaluator = SupervisedEvaluator(
-        device=torch.device("cpu"),
-        val_data_loader=torch.utils.data.DataLoader(
-            [loading(case) for case in cases], batch_size=2, collate_fn=__import__("monai").data.list_data_collate
-        ),
-        network=BrightFlair(),
-        postprocessing=Compose(
-            [Activationsd(keys="pred", sigmoid=True), AsDiscreted(keys="pred", threshold=0.5), NestRegionsd("pred")]
-        ),
-        val_handlers=[CaseMetricsWriter(str(tmp_path), convention=convention, num_pictures=1)],
-    )
-    evaluator.run()
-    rows = evaluator.state.case_metrics["rows"]
-    assert sorted(row["case_id"] for row in rows) == sorted(case["case_id"] for case in cases)
-    for row in rows:
-        assert 0.0 < row["dice_wt"] < 1.0 and 0.0 < row["hd95_wt"] < 64.0
-    assert len(list((tmp_path / "pictures").glob("*.png"))) == 2
+    def evaluate(root: Path, output_dir: Path) -> tuple[dict, dict, dict]:
+        """Rows by case id, the (pred, label) masks the writer was given, and each case's voxel size per nibabel."""
+        cases = discover(root)["training"]
+        evaluator = SupervisedEvaluator(
+            device=torch.device("cpu"),
+            val_data_loader=torch.utils.data.DataLoader(
+                [loading(case) for case in cases], batch_size=2, collate_fn=__import__("monai").data.list_data_collate
+            ),
+            network=BrightFlair(),
+            postprocessing=Compose(
+                [Activationsd(keys="pred", sigmoid=True), AsDiscreted(keys="pred", threshold=0.5), NestRegionsd("pred")]
+            ),
+            val_handlers=[CaseMetricsWriter(str(output_dir), convention=convention, num_pictures=1)],
+        )
+        masks = {}
+
+        def keep_masks(engine: Engine) -> None:
+            for item in engine.state.output:
+                case_id = case_id_of(item["label"], default="?")
+                masks[case_id] = tuple(item[key].as_tensor().numpy() for key in ("pred", "label"))
+
+        evaluator.add_event_handler(Events.ITERATION_COMPLETED, keep_masks)
+        evaluator.run()
+        rows = {row["case_id"]: row for row in evaluator.state.case_metrics["rows"]}
+        assert sorted(rows) == sorted(masks) == sorted(case["case_id"] for case in cases)
+        assert len(list((output_dir / "pictures").glob("*.png"))) == 2
+        zooms = {
+            case["case_id"]: tuple(float(z) for z in nib.load(case["label"]).header.get_zooms()[:3]) for case in cases
+        }
+        return rows, masks, zooms
+
+    source = make_dataset("brats2021")
+    original = evaluate(source, tmp_path / "original")
+    rescaled = evaluate(_rescaled_copy(source, tmp_path / "rescaled", (2.0, 1.0, 3.0)), tmp_path / "anisotropic")
+    hd95_columns = [column for column in METRIC_COLUMNS if "hd95" in column]
+    for rows, masks, zooms in (original, rescaled):
+        for case_id, row in rows.items():
+            assert 0.0 < row["dice_wt"] < 1.0  # a real prediction: neither empty nor perfect
+            expected = region_metrics(*masks[case_id], zooms[case_id])
+            for column in hd95_columns:
+                assert row[column] == pytest.approx(expected[column], rel=1e-5), (case_id, zooms[case_id], column)
+    for case_id, row in original[0].items():
+        scaled, voxel = rescaled[0][case_id], original[2][case_id]
+        assert rescaled[2][case_id] == pytest.approx((2 * voxel[0], voxel[1], 3 * voxel[2]))
+        assert [scaled[c] for c in DICE_COLUMNS] == [row[c] for c in DICE_COLUMNS]  # the same voxels
+        assert scaled["hd95_wt"] > row["hd95_wt"] > 0.0  # longer voxels, longer distances

@@ -118,7 +118,11 @@ def test_prepare_datalist_cli_reports_a_bad_folder(tmp_path: Path) -> None:
 def test_fold_split_and_inference_cases(make_dataset) -> None:
     info = discover(make_dataset("brats2021"), num_folds=3, seed=0)
     train, val = fold_cases(info, 0, "train"), fold_cases(info, 0, "val")
-    assert len(train) == 2 and len(val) == 1 and {c["case_id"] for c in train}.isdisjoint(val[0]["case_id"])
+    train_ids, val_ids = [c["case_id"] for c in train], [c["case_id"] for c in val]
+    assert len(train) == 2 and len(val) == 1
+    assert set(train_ids).isdisjoint(val_ids)  # no case is both trained on and validated on
+    assert sorted(train_ids + val_ids) == sorted(c["case_id"] for c in info["training"])  # together: every case
+    assert all(c["fold"] == 0 for c in val) and all(c["fold"] != 0 for c in train)
     with pytest.raises(DatasetLayoutError, match="val split of fold 7 is empty"):
         fold_cases(info, 7, "val")
     cases = inference_cases(info)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+import nibabel as nib
+import numpy as np
 import pytest
 import torch
 from conftest import train_workflow
@@ -29,9 +31,17 @@ def test_memory_cache_holds_the_normalised_brain_and_crops_hold_tumour(make_data
     dataset = _train_dataset(make_dataset("brats2021"), tmp_path, crop_tumour_fraction=1.0)
     assert isinstance(dataset, CacheDataset) and len(dataset._cache) == len(dataset) == 2
     cached = dataset._cache[0]
-    brain = cached["image"][0] != 0
-    assert abs(float(cached["image"][0][brain].mean())) < 1e-3  # z-scored once, inside the brain only
-    assert cached["image"].shape[1:] != (64, 64, 48)  # cropped to the brain's box before caching
+    for channel in cached["image"]:  # z-scored once per channel, inside the brain only
+        brain = channel != 0
+        assert abs(float(channel[brain].mean())) < 1e-3
+        assert float(channel[brain].std(unbiased=False)) == pytest.approx(1.0, abs=1e-3)
+    # cropped to the brain's box (voxels above 0 in any modality) before caching, then padded up to the 32^3 ROI
+    files = dataset.data[0]["image"]
+    brain = np.any([np.asarray(nib.load(path).dataobj) > 0 for path in files], axis=0)
+    box = [int(hits.max() - hits.min()) + 1 for hits in np.nonzero(brain)]
+    assert box != [64, 64, 48], "the synthetic case should have background around the brain"
+    assert tuple(cached["image"].shape[1:]) == tuple(max(side, 32) for side in box)
+    assert cached["label"].shape[1:] == cached["image"].shape[1:]
     for _ in range(4):
         (sample,) = dataset[0]
         assert sample["image"].shape == (4, 32, 32, 32) and sample["label"].shape == (3, 32, 32, 32)

@@ -3,6 +3,7 @@ image, 2D image, 4D file with the wrong channel count) through the preflight che
 real `python -m monai.bundle run` training and inference."""
 
 import json
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable
@@ -14,6 +15,7 @@ import pytest
 import torch
 from conftest import BUNDLE, SHAPE, TINY, run_bundle
 from ignite.engine import Events
+from monai.bundle import ConfigWorkflow
 from monai.engines import SupervisedEvaluator
 from monai.inferers import SimpleInferer
 from monai.networks.nets import SwinUNETR
@@ -335,6 +337,59 @@ def test_a_case_failing_mid_run_is_recorded_and_the_run_goes_on(tmp_path: Path) 
     assert failed[1]["reason"] == "failed during inference: CUDA out of memory"
     with pytest.raises(SystemExit, match="2 of 4 case"):
         screen.finish()
+
+
+def test_inference_json_wires_the_screen_into_loading_and_the_evaluator(make_dataset, tmp_path, monkeypatch) -> None:
+    """inference.json as configured: after a clean preflight, one case fails to load and one fails in the network;
+    both are recorded through the config's `CaseDataset` and `iteration_update`, the others are written, and
+    `finalize` exits naming the two."""
+    data = tmp_path / "data"
+    shutil.copytree(make_dataset("brats2021"), data)
+    out = tmp_path / "out"
+    workflow = ConfigWorkflow(
+        config_file=str(BUNDLE / "configs" / "inference.json"),
+        workflow_type="infer",
+        bundle_root=str(BUNDLE),
+        dataset_dir=str(data),
+        ckpt_dir=str(_constant_checkpoint(tmp_path / "models")),
+        output_dir=str(out),
+        feature_size=12,
+        roi_size=[64, 64, 64],
+        num_workers=0,
+        progress_bar=False,
+    )
+    workflow.initialize()  # the preflight passes every case
+    cases = [c["case_id"] for c in workflow.parser.get_parsed_content("case_screen").good]
+    assert cases == ["BraTS2021_00000", "BraTS2021_00001", "BraTS2021_00002", "BraTS2021_00003"]
+    fails_to_load, fails_in_network = cases[1], cases[2]
+    _truncate(data / fails_to_load / f"{fails_to_load}_t2.nii.gz")  # damaged after the preflight read it
+
+    evaluator = workflow.parser.get_parsed_content("evaluator")
+    network = workflow.parser.get_parsed_content("network")
+    current: dict[str, str] = {}
+    evaluator.add_event_handler(Events.ITERATION_STARTED, lambda e: current.update(case=e.state.batch["case_id"][0]))
+    forward = network.forward
+
+    def forward_or_fail(image: torch.Tensor) -> torch.Tensor:
+        if current["case"] == fails_in_network:
+            raise RuntimeError("CUDA out of memory")
+        return forward(image)
+
+    monkeypatch.setattr(network, "forward", forward_or_fail)
+    workflow.run()
+    with pytest.raises(
+        SystemExit, match=f"2 of 4 case\\(s\\) could not be predicted \\({fails_to_load}, {fails_in_network}\\)"
+    ):
+        workflow.finalize()
+
+    assert sorted(p.name for p in out.glob("*.nii.gz")) == [f"{c}.nii.gz" for c in (cases[0], cases[3])]
+    failed = json.loads((out / "errors.json").read_text())["failed"]
+    assert [(e["case_id"], e["stage"]) for e in failed] == [
+        (fails_to_load, "inference"),
+        (fails_in_network, "inference"),
+    ]
+    assert failed[0]["reason"].startswith("failed to load: ") and "\n" not in failed[0]["reason"]
+    assert failed[1]["reason"] == "failed during inference: CUDA out of memory"
 
 
 def test_a_missing_dataset_or_datalist_stops_with_one_line(tmp_path: Path) -> None:

@@ -88,6 +88,7 @@ def test_two_seeded_runs_give_identical_losses(make_dataset, tmp_path: Path) -> 
     data = make_dataset("brats2021")
     first, second = _seeded_losses(data, tmp_path / "a"), _seeded_losses(data, tmp_path / "b")
     assert len(first) == 2  # 1 epoch x 2 training cases
+    assert first[0] != first[1], f"the loss changes from one iteration to the next: {first}"
     assert first == second
 
 
@@ -102,8 +103,10 @@ def test_torchrun_ddp_on_cpu_matches_single_process_evaluation(make_dataset, tmp
     ddp = subprocess.run(command, cwd=BUNDLE, env=env, capture_output=True, text=True, timeout=900)
     log = ddp.stdout + ddp.stderr
     assert ddp.returncode == 0, log[-6000:]
-    distributed_dice = set(BEST_METRIC.findall(log))
-    assert len(distributed_dice) == 1, "every rank sees the same gathered metric"
+    per_rank = BEST_METRIC.findall(log)  # each rank's evaluator logs its own key metric
+    assert len(per_rank) == 2, f"one line per rank (2 ranks x 1 validation): {per_rank}"
+    distributed_dice = set(per_rank)
+    assert len(distributed_dice) == 1, f"every rank sees the same gathered metric: {per_rank}"
     assert log.count("models/model.pt (val_mean_dice") == 1, "only rank 0 saves"
     SwinUNETR(4, 3, feature_size=12).load_state_dict(torch.load(tmp_path / "models" / "model.pt", weights_only=True))
 

@@ -1,5 +1,6 @@
 """Experiment tracking: a real `mlflow server` on 127.0.0.1 and the default local SQLite store."""
 
+import csv
 import os
 import socket
 import subprocess
@@ -56,7 +57,27 @@ def _train(data: Path, out: Path, *tracking: str) -> None:
                "--tracking", "mlflow", *tracking, *TINY)  # fmt: skip
 
 
-def _assert_complete_run(client: MlflowClient, experiment_name: str, run_name: str | None = None) -> None:
+def _assert_metrics_match_the_training_log(client: MlflowClient, run_id: str, training_log: Path) -> None:
+    """Each epoch's numbers in MLflow are those of training_log.csv (2 epochs, validated after each)."""
+    with open(training_log, newline="") as f:
+        rows = list(csv.DictReader(f))
+    epochs = [int(row["epoch"]) for row in rows]
+    assert epochs == [1, 2]
+    for metric in ("train_mean_dice", "val_mean_dice", "val_mean_dice_tc", "val_mean_dice_wt", "val_mean_dice_et"):
+        history = sorted((m.step, m.value) for m in client.get_metric_history(run_id, metric))
+        assert [step for step, _ in history] == epochs, metric
+        assert [value for _, value in history] == pytest.approx([float(row[metric]) for row in rows], rel=1e-6), metric
+    # train_loss holds each iteration's loss (step: iteration) and each epoch's mean (step: epoch)
+    losses = client.get_metric_history(run_id, "train_loss")
+    assert len(losses) == 2 * 2 + 2  # 2 epochs x 2 training cases, and the 2 epoch means
+    for row in rows:
+        at_epoch = [m.value for m in losses if m.step == int(row["epoch"])]  # an iteration's loss and the mean
+        assert len(at_epoch) == 2 and pytest.approx(float(row["train_loss"]), rel=1e-6) in at_epoch, (row, at_epoch)
+
+
+def _assert_complete_run(
+    client: MlflowClient, experiment_name: str, training_log: Path, run_name: str | None = None
+) -> None:
     experiment = client.get_experiment_by_name(experiment_name)
     runs = client.search_runs([experiment.experiment_id])
     assert len(runs) == 1
@@ -70,7 +91,7 @@ def _assert_complete_run(client: MlflowClient, experiment_name: str, run_name: s
     for metric in ("train_loss", "val_mean_dice", "val_mean_dice_tc", "val_mean_dice_wt", "val_mean_dice_et"):
         history = client.get_metric_history(run.info.run_id, metric)
         assert history, metric
-    assert [m.step for m in client.get_metric_history(run.info.run_id, "val_mean_dice")] == [1, 2]
+    _assert_metrics_match_the_training_log(client, run.info.run_id, training_log)
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert artifacts >= EXPECTED_ARTIFACTS
     assert any(a.startswith("config_") and a.endswith(".json") for a in artifacts)  # the executed config
@@ -79,14 +100,18 @@ def _assert_complete_run(client: MlflowClient, experiment_name: str, run_name: s
 def test_training_logs_to_a_real_tracking_server(make_dataset, tmp_path: Path, mlflow_server: str) -> None:
     _train(make_dataset("brats2021"), tmp_path, "--tracking_uri", mlflow_server, "--experiment_name", "server_test",
            "--run_name", "tiny")  # fmt: skip
-    _assert_complete_run(MlflowClient(tracking_uri=mlflow_server), "server_test", "tiny")
+    _assert_complete_run(
+        MlflowClient(tracking_uri=mlflow_server), "server_test", tmp_path / "eval" / "training_log.csv", "tiny"
+    )
 
 
 def test_training_logs_to_the_default_local_store(make_dataset, tmp_path: Path) -> None:
     _train(make_dataset("brats2021"), tmp_path)
     store = tmp_path / "eval" / "mlruns.db"
     assert store.is_file()
-    _assert_complete_run(MlflowClient(tracking_uri=f"sqlite:///{store}"), "swin_brats")
+    _assert_complete_run(
+        MlflowClient(tracking_uri=f"sqlite:///{store}"), "swin_brats", tmp_path / "eval" / "training_log.csv"
+    )
 
 
 def test_an_unreachable_server_is_a_clear_error_at_start(make_dataset, tmp_path: Path) -> None:
