@@ -7,7 +7,7 @@ along white matter, irregular shapes and a spread of sizes; some cases have two 
 Each modality of each case has its own scanner: bias field, gain, offset, gamma and Rician noise.
 
 Run: python scripts/synthetic_data.py --output_dir D [--layout brats2021|brats2023|msd] [--num_cases 20]
-     [--spacing 1|2 (mm; 1 = the 240x240x155 BraTS grid)] [--shape H W D] [--seed 0]
+     [--spacing 1|2 (mm; 1 = the 240x240x155 BraTS grid)] [--shape H W D] [--seed 0] [--preview PNG]
 """
 
 from __future__ import annotations
@@ -395,6 +395,36 @@ def _write_msd_description(output_dir: Path, training: list[str], testing: list[
     (output_dir / "dataset.json").write_text(json.dumps(description, indent=4) + "\n")
 
 
+def draw_preview(cases: dict[str, SyntheticCase], path: Path) -> Path:
+    """One row per case: FLAIR, T1ce, T1 and T2 through the tumour's centre, then FLAIR with the label overlay."""
+    from matplotlib.figure import Figure
+
+    from scripts.atomic import atomic_write
+    from scripts.visualize import OVERLAY_ALPHA, ROLE_COLOURS, reorient_to_ras
+
+    figure = Figure(figsize=(12.5, 2.6 * len(cases)), layout="constrained")
+    axes = figure.subplots(len(cases), 5, squeeze=False)
+    for row, (case_id, case) in zip(axes, cases.items(), strict=True):
+        images = [reorient_to_ras(image.astype(np.float32), case.affine) for image in case.images]
+        roles = {role: reorient_to_ras(getattr(case, name), case.affine) for role, name in
+                 (("edema", "edema"), ("core_only", "necrosis"), ("enhancing", "enhancing"))}  # fmt: skip
+        tumour = roles["edema"] | roles["core_only"] | roles["enhancing"]
+        z = int(np.argmax(tumour.sum((0, 1)))) if tumour.any() else images[0].shape[2] // 2
+        for ax, image, name in zip(row, [*images, images[0]], [*CHANNELS, "label"], strict=True):
+            plane = image[:, :, z].T
+            ax.imshow(plane, cmap="gray", origin="lower", vmin=0, vmax=np.percentile(plane[plane > 0], 99.5))
+            ax.set_axis_off()
+            ax.set_title(f"{case_id} ({case.kind})" if name == "FLAIR" else name, fontsize=8, loc="left")
+        overlay = np.zeros((*images[0].shape[:2][::-1], 4))
+        for role, mask in roles.items():
+            overlay[mask[:, :, z].T] = (*ROLE_COLOURS[role], OVERLAY_ALPHA)
+        row[-1].imshow(overlay, origin="lower")
+    figure.suptitle("Synthetic BraTS-like cases (synthetic data): axial slice through the tumour, RAS", fontsize=10)
+    with atomic_write(path, "wb") as f:
+        figure.savefig(f, format="png", dpi=80)
+    return path
+
+
 def case_kinds(num_cases: int, rng: np.random.Generator) -> list[str]:
     """The kind of each case: CASE_DECK shuffled, deck after deck, so any ten consecutive cases keep its mix."""
     kinds: list[str] = []
@@ -411,21 +441,25 @@ def write_dataset(
     shape: tuple[int, int, int] | None = None,
     seed: int = 0,
     spacing: float | None = None,
+    preview: str | Path | None = None,
 ) -> list[str]:
     """Write `num_cases` labelled and `num_unlabelled` unlabelled cases; return their case ids.
 
     The grid is `shape` voxels at `spacing` mm; with one of them missing it is the BraTS grid at `spacing` (1 mm by
-    default) or the spacing that fits the brain into `shape`. `cases.json` records each case's kind and tumour volumes.
+    default) or the spacing that fits the brain into `shape`. `cases.json` records each case's kind and tumour volumes;
+    `preview` names a PNG of the first five cases.
     """
     if layout not in ("brats2021", "brats2023", "msd"):
         raise ValueError(f"Unknown layout '{layout}'; choose brats2021, brats2023 or msd.")
     output_dir = Path(output_dir)
     rng = np.random.default_rng(seed)
     ids = [_case_id(layout, index) for index in range(num_cases + num_unlabelled)]
-    record = {}
+    record, shown = {}, {}
     for index, (case_id, kind) in enumerate(zip(ids, case_kinds(len(ids), rng), strict=True)):
         case = make_case(rng, shape, spacing, kind)
         write_case(output_dir, layout, case_id, case, labelled=index < num_cases)
+        if preview and len(shown) < 5:
+            shown[case_id] = case
         voxel_ml = float(np.prod(np.abs(np.diag(case.affine)[:3]))) / 1000.0
         record[case_id] = {
             "kind": kind,
@@ -438,6 +472,8 @@ def write_dataset(
     grid, mm = grid_for(shape, spacing)
     summary = {"synthetic": True, "seed": seed, "shape": list(grid), "spacing_mm": round(mm, 4), "cases": record}
     (output_dir / "cases.json").write_text(json.dumps(summary, indent=4) + "\n")
+    if preview:
+        draw_preview(shown, Path(preview))
     return ids
 
 
@@ -450,10 +486,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--spacing", type=float, default=None, help="mm per voxel (default 1, or fitted to --shape)")
     parser.add_argument("--shape", type=int, nargs=3, default=None, metavar=("H", "W", "D"))
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--preview", default=None, help="PNG of the first five cases' four modalities and labels")
     args = parser.parse_args(argv)
     shape = tuple(args.shape) if args.shape else None
     grid, spacing = grid_for(shape, args.spacing)
-    ids = write_dataset(args.output_dir, args.layout, args.num_cases, args.num_unlabelled, shape, args.seed, spacing)
+    ids = write_dataset(
+        args.output_dir, args.layout, args.num_cases, args.num_unlabelled, shape, args.seed, spacing, args.preview
+    )
     print(f"Wrote {len(ids)} synthetic {args.layout} case(s), {grid} voxels at {spacing:.2f} mm, to {args.output_dir}")
 
 
