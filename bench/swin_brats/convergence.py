@@ -43,20 +43,23 @@ SEED = {
 VARIANTS: dict[str, dict] = {
     "seed": SEED,
     "quick": {},
-    "seed + learning_rate 1e-3": {**SEED, "learning_rate": 0.001},
+    "seed + learning_rate 2e-3": {**SEED, "learning_rate": 0.002},
     "seed + output_bias_prior 0.01": {**SEED, "output_bias_prior": 0.01},
     "seed + loss dice_bce": {**SEED, "loss": "dice_bce"},
     "seed + warmup_epochs 1": {**SEED, "warmup_epochs": 1},
     "seed + optimizer adamw": {**SEED, "optimizer_name": "adamw"},
     "seed + use_checkpoint False": {**SEED, "use_checkpoint": False},
-    "quick + num_samples 2": {"num_samples": 2},
+    "quick + num_samples 2 (10 epochs: the same crops in all)": {"num_samples": 2, "epochs": 10},
+    "quick + crop_tumour_fraction 0.33": {"crop_tumour_fraction": 0.33},
     "quick + crop_tumour_fraction 0.8": {"crop_tumour_fraction": 0.8},
 }
-POSTPROCESSING = {  # evaluated on a trained model: name -> overrides of the two rules
+TRAIN_DEFAULTS = json.loads((BUNDLE / "configs" / "train.json").read_text())
+COMPONENTS, ENHANCING = TRAIN_DEFAULTS["min_component_mm3"], TRAIN_DEFAULTS["min_enhancing_mm3"]
+POSTPROCESSING = {  # evaluated on a trained model: name -> the two rules' sizes in mm³ (0 = off)
     "none": {"min_component_mm3": 0, "min_enhancing_mm3": 0},
-    "small components removed": {"min_enhancing_mm3": 0},
-    "small ET relabelled as core": {"min_component_mm3": 0},
-    "both (quick defaults)": {},
+    f"small components removed ({COMPONENTS} mm3)": {"min_component_mm3": COMPONENTS, "min_enhancing_mm3": 0},
+    f"small ET relabelled as core ({ENHANCING} mm3)": {"min_component_mm3": 0, "min_enhancing_mm3": ENHANCING},
+    "both (the defaults)": {"min_component_mm3": COMPONENTS, "min_enhancing_mm3": ENHANCING},
 }
 TRAIN_CONFIGS = "['configs/train.json','configs/quick.json']"
 EVALUATE_CONFIGS = "['configs/train.json','configs/quick.json','configs/evaluate.json']"
@@ -125,7 +128,7 @@ def evaluate_postprocessing(run: dict, common: dict, work: Path, tag: str) -> di
     """Held-out mean Dice of one trained model with each post-processing rule off and on."""
     results = {}
     for name, rules in POSTPROCESSING.items():
-        out = work / f"evaluate_{tag}_{name.replace(' ', '_')}"
+        out = work / f"evaluate_{tag}_{name.split(' (')[0].replace(' ', '_')}"
         settings = {**common, **run["overrides"], **rules, "ckpt_dir": run["ckpt_dir"], "output_dir": str(out)}
         settings["num_pictures"] = 0
         bundle_run(EVALUATE_CONFIGS, settings, out.with_suffix(".log"))
@@ -135,7 +138,7 @@ def evaluate_postprocessing(run: dict, common: dict, work: Path, tag: str) -> di
         with open(out / "metrics.csv", newline="") as f:
             per_case = list(csv.DictReader(f))
         results[name] = {
-            "rules": {**{"min_component_mm3": None, "min_enhancing_mm3": None}, **rules},
+            "rules": rules,
             "mean_dice": round(sum(dice.values()) / 3, 4),
             "dice": dice,
             "hd95_mm": hd95,

@@ -8,6 +8,7 @@ Each modality of each case has its own scanner: bias field, gain, offset, gamma 
 
 Run: python scripts/synthetic_data.py --output_dir D [--layout brats2021|brats2023|msd] [--num_cases 20]
      [--spacing 1|2 (mm; 1 = the 240x240x155 BraTS grid)] [--shape H W D] [--seed 0] [--preview PNG]
+     [--workers N (processes; the data do not depend on it)]
 """
 
 from __future__ import annotations
@@ -16,7 +17,10 @@ import argparse
 import functools
 import importlib.util
 import json
+import multiprocessing
+import os
 import sys
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -433,6 +437,21 @@ def case_kinds(num_cases: int, rng: np.random.Generator) -> list[str]:
     return kinds[:num_cases]
 
 
+def _write_one(task: tuple) -> tuple[str, dict, SyntheticCase | None]:
+    """Make and write one case (a process-pool task): its id, its cases.json record and, if asked, the case."""
+    output_dir, layout, case_id, labelled, kind, seed_sequence, shape, spacing, keep = task
+    case = make_case(np.random.default_rng(seed_sequence), shape, spacing, kind)
+    write_case(output_dir, layout, case_id, case, labelled=labelled)
+    voxel_ml = float(np.prod(np.abs(np.diag(case.affine)[:3]))) / 1000.0
+    record = {
+        "kind": kind,
+        "labelled": labelled,
+        "whole_tumour_ml": round(float((case.edema | case.necrosis | case.enhancing).sum()) * voxel_ml, 2),
+        "enhancing_ml": round(float(case.enhancing.sum()) * voxel_ml, 2),
+    }
+    return case_id, record, case if keep else None
+
+
 def write_dataset(
     output_dir: str | Path,
     layout: str = "brats2021",
@@ -442,38 +461,40 @@ def write_dataset(
     seed: int = 0,
     spacing: float | None = None,
     preview: str | Path | None = None,
+    workers: int = 1,
 ) -> list[str]:
     """Write `num_cases` labelled and `num_unlabelled` unlabelled cases; return their case ids.
 
     The grid is `shape` voxels at `spacing` mm; with one of them missing it is the BraTS grid at `spacing` (1 mm by
-    default) or the spacing that fits the brain into `shape`. `cases.json` records each case's kind and tumour volumes;
-    `preview` names a PNG of the first five cases.
+    default) or the spacing that fits the brain into `shape`. Each case has its own random stream spawned from `seed`,
+    so a dataset is the same whatever `workers` (processes) write it. `cases.json` records each case's kind and tumour
+    volumes; `preview` names a PNG of the first five cases.
     """
     if layout not in ("brats2021", "brats2023", "msd"):
         raise ValueError(f"Unknown layout '{layout}'; choose brats2021, brats2023 or msd.")
     output_dir = Path(output_dir)
-    rng = np.random.default_rng(seed)
-    ids = [_case_id(layout, index) for index in range(num_cases + num_unlabelled)]
-    record, shown = {}, {}
-    for index, (case_id, kind) in enumerate(zip(ids, case_kinds(len(ids), rng), strict=True)):
-        case = make_case(rng, shape, spacing, kind)
-        write_case(output_dir, layout, case_id, case, labelled=index < num_cases)
-        if preview and len(shown) < 5:
-            shown[case_id] = case
-        voxel_ml = float(np.prod(np.abs(np.diag(case.affine)[:3]))) / 1000.0
-        record[case_id] = {
-            "kind": kind,
-            "labelled": index < num_cases,
-            "whole_tumour_ml": round(float((case.edema | case.necrosis | case.enhancing).sum()) * voxel_ml, 2),
-            "enhancing_ml": round(float(case.enhancing.sum()) * voxel_ml, 2),
-        }
+    count = num_cases + num_unlabelled
+    ids = [_case_id(layout, index) for index in range(count)]
+    kinds = case_kinds(count, np.random.default_rng(seed))
+    streams = np.random.SeedSequence(seed).spawn(count)
+    load_template()  # once, before any worker process is forked
+    tasks = [
+        (output_dir, layout, case_id, index < num_cases, kind, stream, shape, spacing, bool(preview) and index < 5)
+        for index, (case_id, kind, stream) in enumerate(zip(ids, kinds, streams, strict=True))
+    ]
+    if workers > 1 and count > 1:
+        with ProcessPoolExecutor(min(workers, count), mp_context=multiprocessing.get_context("fork")) as pool:
+            results = list(pool.map(_write_one, tasks))
+    else:
+        results = [_write_one(task) for task in tasks]
+    record = {case_id: entry for case_id, entry, _ in results}
     if layout == "msd":
         _write_msd_description(output_dir, ids[:num_cases], ids[num_cases:])
     grid, mm = grid_for(shape, spacing)
     summary = {"synthetic": True, "seed": seed, "shape": list(grid), "spacing_mm": round(mm, 4), "cases": record}
     (output_dir / "cases.json").write_text(json.dumps(summary, indent=4) + "\n")
     if preview:
-        draw_preview(shown, Path(preview))
+        draw_preview({case_id: case for case_id, _, case in results if case is not None}, Path(preview))
     return ids
 
 
@@ -487,11 +508,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--shape", type=int, nargs=3, default=None, metavar=("H", "W", "D"))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--preview", default=None, help="PNG of the first five cases' four modalities and labels")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes writing cases")
     args = parser.parse_args(argv)
     shape = tuple(args.shape) if args.shape else None
     grid, spacing = grid_for(shape, args.spacing)
     ids = write_dataset(
-        args.output_dir, args.layout, args.num_cases, args.num_unlabelled, shape, args.seed, spacing, args.preview
+        args.output_dir,
+        args.layout,
+        args.num_cases,
+        args.num_unlabelled,
+        shape,
+        args.seed,
+        spacing,
+        args.preview,
+        args.workers,
     )
     print(f"Wrote {len(ids)} synthetic {args.layout} case(s), {grid} voxels at {spacing:.2f} mm, to {args.output_dir}")
 

@@ -104,9 +104,9 @@ def test_kinds_come_in_decks_of_ten() -> None:
         assert sorted(deck) == sorted(CASE_DECK)
 
 
-def test_a_seed_gives_the_same_dataset_and_another_seed_another(tmp_path: Path) -> None:
-    for name, seed in (("a", 4), ("b", 4), ("c", 5)):
-        write_dataset(tmp_path / name, "brats2023", 2, 1, shape=(48, 48, 32), seed=seed)
+def test_a_seed_gives_the_same_dataset_whoever_writes_it_and_another_seed_another(tmp_path: Path) -> None:
+    for name, seed, workers in (("a", 4, 1), ("b", 4, 2), ("c", 5, 1)):
+        write_dataset(tmp_path / name, "brats2023", 2, 1, shape=(48, 48, 32), seed=seed, workers=workers)
     files = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*.nii.gz"))
     assert len(files) == 2 * 5 + 4  # two labelled cases (4 modalities + seg), one unlabelled
     for relative in files:
