@@ -129,7 +129,7 @@ def test_torchrun_ddp_on_cpu_matches_single_process_evaluation(tmp_path: Path) -
     assert json.loads((tmp_path / "evaluation" / "metrics.json").read_text())["num_samples"] == 10
 
 
-@pytest.mark.parametrize("hook", ["atomic.py", "errors.py", "checkpoint.py", "tracking.py"])
+@pytest.mark.parametrize("hook", ["atomic.py", "errors.py", "checkpoint.py", "tracking.py", "environment.py"])
 def test_hooks_copied_from_the_segmentation_bundle_stay_identical(hook: str) -> None:
     """Each bundle must zip and run alone, so these hooks are copies; a fix to one must reach both."""
     assert (BUNDLE / "scripts" / hook).read_text() == (
