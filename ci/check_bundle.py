@@ -460,6 +460,7 @@ SWITCH_CONFIGS = {name: files for name, (_, files) in WORKFLOWS.items()} | {
     "train+multi_gpu_train": ["train.json", "multi_gpu_train.json"],
     "train+quick": ["train.json", "quick.json"],
     "inference+inference_torchscript": ["inference.json", "inference_torchscript.json"],
+    "inference+inference_ensemble": ["inference.json", "inference_ensemble.json"],
 }
 
 
