@@ -1,0 +1,120 @@
+"""Each fold's model alone against the ensemble of all folds, on test cases no fold trained on: Dice and wall time.
+SYNTHETIC DATA.
+
+Cross-validation (`scripts/cross_validate.py`, train.json + quick.json, `--folds` of `--num_folds`) on realistic
+synthetic cases at 2 mm, then whole-process `run inference` on separate test cases (another seed), once per fold model
+and once with configs/inference_ensemble.json over all of them, each scored against the test labels with the
+bundle's BraTS metrics. One run, one machine, processes one after another.
+
+    .venv/bin/python bench/swin_brats/ensemble.py [--num_cases 20] [--num_folds 5] [--folds 0 1 2] [--epochs 10]
+        [--num_test 6] [--work DIR]     -> bench/results/swin_brats_ensemble.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+from common import BUNDLE, write_result
+
+sys.path.insert(0, str(BUNDLE))
+from scripts.cases import discover  # noqa: E402
+from scripts.labels import CONVENTIONS, labels_to_regions  # noqa: E402
+from scripts.metrics import region_metrics  # noqa: E402
+
+QUICK = ["configs/train.json", "configs/quick.json"]
+
+
+def synthetic(folder: Path, cases: int, seed: int) -> Path:
+    if not folder.is_dir():
+        subprocess.run([sys.executable, str(BUNDLE / "scripts" / "synthetic_data.py"), "--output_dir", str(folder),
+                        "--num_cases", str(cases), "--spacing", "2", "--seed", str(seed)], check=True)  # fmt: skip
+    return folder
+
+
+def infer(configs: list[str], settings: list[str], log: Path) -> float:
+    command = [sys.executable, "-m", "monai.bundle", "run", "inference", "--config_file", str(configs), *settings]
+    start = time.perf_counter()
+    with open(log, "w") as out:
+        subprocess.run(command, cwd=BUNDLE, stdout=out, stderr=subprocess.STDOUT, check=True)
+    return time.perf_counter() - start
+
+
+def score(predictions: Path, test: Path) -> dict:
+    """Mean Dice per region and their mean over the test cases (BraTS empty rule)."""
+    convention = CONVENTIONS["brats2021"]
+    rows = []
+    for case in discover(test)["training"]:
+        label = labels_to_regions(np.asarray(nib.load(case["label"]).dataobj), convention).numpy()
+        pred = labels_to_regions(np.asarray(nib.load(predictions / f"{case['case_id']}.nii.gz").dataobj), convention)
+        rows.append(region_metrics(pred.numpy(), label, (2.0, 2.0, 2.0)))
+    dice = {r: round(float(np.mean([row[f"dice_{r}"] for row in rows])), 4) for r in ("et", "tc", "wt")}
+    return {"mean_dice": round(float(np.mean(list(dice.values()))), 4), "dice": dice, "cases": len(rows)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--num_cases", type=int, default=20)
+    parser.add_argument("--num_folds", type=int, default=5)
+    parser.add_argument("--folds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--num_test", type=int, default=6)
+    parser.add_argument("--work", type=Path, default=None)
+    args = parser.parse_args()
+    work = args.work or Path(tempfile.mkdtemp(prefix="ensemble_"))
+    data = synthetic(work / "data", args.num_cases, 3001)
+    test = synthetic(work / "test", args.num_test, 3002)
+    models, cv_out = work / "models", work / "eval"
+    start = time.perf_counter()
+    subprocess.run([sys.executable, str(BUNDLE / "scripts" / "cross_validate.py"), "--dataset_dir", str(data),
+                    "--ckpt_dir", str(models), "--output_dir", str(cv_out), "--folds", *map(str, args.folds),
+                    "--config_file", *QUICK, "--num_folds", str(args.num_folds), "--epochs", str(args.epochs),
+                    "--progress_bar", "False"], check=True)  # fmt: skip
+    cv_seconds = time.perf_counter() - start
+    common = ["--bundle_root", str(BUNDLE), "--dataset_dir", str(test), "--progress_bar", "False"]
+    results = {}
+    for fold in args.folds:
+        out = work / f"test_fold{fold}"
+        seconds = infer(["configs/inference.json", "configs/quick.json"],
+                        [*common, "--ckpt_dir", str(models / f"fold{fold}"), "--output_dir", str(out)],
+                        work / f"test_fold{fold}.log")  # fmt: skip
+        results[f"fold {fold}"] = {**score(out, test), "inference_seconds": round(seconds, 1)}
+    out = work / "test_ensemble"
+    seconds = infer(["configs/inference.json", "configs/quick.json", "configs/inference_ensemble.json"],
+                    [*common, "--ckpt_dir", str(models), "--output_dir", str(out)], work / "test_ensemble.log")  # fmt: skip
+    results["ensemble"] = {**score(out, test), "inference_seconds": round(seconds, 1)}
+    singles = [results[f"fold {f}"]["mean_dice"] for f in args.folds]
+    cv = json.loads((cv_out / "cross_validation" / "summary.json").read_text())
+    write_result(
+        "swin_brats_ensemble",
+        {
+            "benchmark": "each fold's model vs the ensemble of the folds, on test cases no fold trained on",
+            "synthetic_data": True,
+            "settings": {
+                "cases": args.num_cases,
+                "num_folds": args.num_folds,
+                "folds": args.folds,
+                "epochs": args.epochs,
+                "test_cases": args.num_test,
+                "configs": QUICK,
+            },  # fmt: skip
+            "cross_validation": {"seconds": round(cv_seconds, 1), "mean": cv["mean"], "std": cv["std"]},
+            "test": results,
+            "single_fold_mean_dice": {
+                "mean": round(float(np.mean(singles)), 4),
+                "min": min(singles),
+                "max": max(singles),
+            },  # fmt: skip
+        },
+    )
+
+
+if __name__ == "__main__":
+    main()
