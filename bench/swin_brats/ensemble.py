@@ -87,8 +87,8 @@ def main() -> None:
                         work / f"test_fold{fold}.log")  # fmt: skip
         results[f"fold {fold}"] = {**score(out, test), "inference_seconds": round(seconds, 1)}
     out = work / "test_ensemble"
-    seconds = infer(["configs/inference.json", "configs/quick.json", "configs/inference_ensemble.json"],
-                    [*common, "--ckpt_dir", str(models), "--output_dir", str(out)], work / "test_ensemble.log")  # fmt: skip
+    ensemble = ["configs/inference.json", "configs/quick.json", "configs/inference_ensemble.json"]
+    seconds = infer(ensemble, [*common, "--ckpt_dir", str(models), "--output_dir", str(out)], work / "ensemble.log")
     results["ensemble"] = {**score(out, test), "inference_seconds": round(seconds, 1)}
     singles = [results[f"fold {f}"]["mean_dice"] for f in args.folds]
     cv = json.loads((cv_out / "cross_validation" / "summary.json").read_text())
