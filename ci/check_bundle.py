@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import importlib.metadata
 import io
 import json
@@ -31,6 +32,8 @@ from package_bundle import excluded_reason, release_files  # noqa: E402
 
 CI_DIR = Path(__file__).resolve().parent
 SCHEMA = CI_DIR / "meta_schema_20240725.json"
+# SHA-256 of the release file the schema URL names (MONAI-extra-test-data 0.8.1), so the vendored copy cannot drift
+SCHEMA_SHA256 = "cd64aa8a5904426f6fc6855dabe46af8c742d5bad644b4e9cfb78ebad09ad678"
 MAX_FILE_BYTES = 1024 * 1024  # pre-commit check-added-large-files --maxkb=1024, as in the model zoo
 SEMVER = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)$")
 EXACT_PIN = re.compile(r"^\d+(\.\d+)*$")
@@ -166,6 +169,11 @@ def check_metadata_schema(bundle: Path) -> list[str]:
 
     meta_file = bundle / "configs" / "metadata.json"
     problems = []
+    digest = hashlib.sha256(SCHEMA.read_bytes()).hexdigest()
+    if digest != SCHEMA_SHA256:
+        problems.append(
+            f"vendored {SCHEMA.name} has SHA-256 {digest[:16]}..., not the release file's {SCHEMA_SHA256[:16]}..."
+        )
     if not str(metadata(bundle).get("schema", "")).endswith("/" + SCHEMA.name):
         problems.append(f"`schema` does not point at {SCHEMA.name}")
     try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,11 +13,16 @@ import pytest
 from conftest import BUNDLE, REPO
 
 sys.path.insert(0, str(REPO / "ci"))
+import check_bundle  # noqa: E402
 from check_bundle import (  # noqa: E402
     check_config_format,
+    check_export,
     check_file_sizes,
     check_layout,
     check_metadata_content,
+    check_metadata_schema,
+    check_net_in_out,
+    check_properties,
     check_switches,
     check_version,
 )
@@ -171,3 +177,54 @@ def test_switches_flag_an_unchecked_on_off_key_a_stray_entry_and_a_skipped_check
         "train: `initialize` does not run `$@switch_check`",
         "train+evaluate: `initialize` does not run `$@switch_check`",
     ]
+
+
+def _bundle_copy(tmp_path: Path) -> Path:
+    """A copy of swin_brats_bundle (named so, for the checks' per-bundle settings) without run outputs."""
+    target = tmp_path / "swin_brats_bundle"
+    shutil.copytree(BUNDLE, target, ignore=shutil.ignore_patterns("eval", "models", "__pycache__", "datalist*.json"))
+    (target / "models").mkdir()
+    return target
+
+
+def _edit_json(path: Path, edit) -> None:
+    content = json.loads(path.read_text())
+    edit(content)
+    write_json(path, content)
+
+
+def test_metadata_schema_flags_an_invalid_metadata_and_a_drifted_schema(tmp_path: Path, monkeypatch) -> None:
+    bundle = _bundle_copy(tmp_path)
+    assert check_metadata_schema(bundle) == []
+    _edit_json(bundle / "configs" / "metadata.json", lambda meta: meta.pop("network_data_format"))
+    (problem,) = check_metadata_schema(bundle)
+    assert problem.startswith("schema validation failed:") and "network_data_format" in problem
+    drifted = tmp_path / "meta_schema_20240725.json"
+    drifted.write_text(check_bundle.SCHEMA.read_text().replace('"version"', '"version" ', 1))
+    monkeypatch.setattr(check_bundle, "SCHEMA", drifted)
+    assert any("has SHA-256" in p and "not the release file's" in p for p in check_metadata_schema(BUNDLE))
+
+
+def test_net_in_out_flags_a_network_that_does_not_give_the_declared_channels(tmp_path: Path) -> None:
+    bundle = _bundle_copy(tmp_path)
+
+    def four_channels(meta: dict) -> None:
+        meta["network_data_format"]["outputs"]["pred"]["num_channels"] = 4
+
+    _edit_json(bundle / "configs" / "metadata.json", four_channels)
+    (problem,) = check_net_in_out(bundle)
+    assert problem.startswith("verify_net_in_out failed:")
+
+
+def test_properties_flag_a_workflow_without_its_trainer_handlers(tmp_path: Path) -> None:
+    bundle = _bundle_copy(tmp_path)
+    _edit_json(bundle / "configs" / "train.json", lambda config: config["train"]["trainer"].pop("train_handlers"))
+    problems = check_properties(bundle)
+    assert problems and all(p.startswith(("train:", "train+evaluate:")) for p in problems), problems
+    assert any("train_handlers" in p for p in problems), problems
+
+
+def test_export_flags_a_torchscript_overlay_that_still_loads_model_pt(tmp_path: Path) -> None:
+    bundle = _bundle_copy(tmp_path)
+    _edit_json(bundle / "configs" / "inference_torchscript.json", lambda config: config.pop("load_pretrain"))
+    assert check_export(bundle) == ["inference_torchscript.json leaves weight loaders enabled: model_loader"]
