@@ -32,7 +32,8 @@ def brain_box(image: torch.Tensor, margin: int = 0) -> tuple[slice, ...]:
 
 
 class BrainBoxInferer(SlidingWindowInferer):
-    """`SlidingWindowInferer` restricted to the brain's bounding box; `flip_tta` averages logits over axis flips."""
+    """`SlidingWindowInferer` restricted to the brain's bounding box; `flip_tta` averages logits over axis flips;
+    `cpu_bf16` runs the network under CPU bfloat16 autocast (MONAI's evaluators autocast for CUDA only)."""
 
     def __init__(
         self,
@@ -43,17 +44,24 @@ class BrainBoxInferer(SlidingWindowInferer):
         crop_to_brain: bool = True,
         margin: int = 0,
         flip_tta: bool = False,
+        cpu_bf16: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(roi_size=roi_size, sw_batch_size=sw_batch_size, overlap=overlap, mode=mode, **kwargs)
-        self.crop_to_brain, self.margin, self.flip_tta = crop_to_brain, margin, flip_tta
+        self.crop_to_brain, self.margin, self.flip_tta, self.cpu_bf16 = crop_to_brain, margin, flip_tta, cpu_bf16
+
+    def _window(self, inputs: torch.Tensor, network: Any, *args: Any, **kwargs: Any) -> torch.Tensor:
+        """One sliding-window pass, in bfloat16 on the CPU when asked; float32 logits either way."""
+        bf16 = self.cpu_bf16 and inputs.device.type == "cpu"
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            return super().__call__(inputs, network, *args, **kwargs).float()
 
     def _tiles(self, inputs: torch.Tensor, network: Any, *args: Any, **kwargs: Any) -> torch.Tensor:
-        logits = super().__call__(inputs, network, *args, **kwargs)
+        logits = self._window(inputs, network, *args, **kwargs)
         if not self.flip_tta:
             return logits
         for axis in range(2, inputs.ndim):
-            logits = logits + super().__call__(inputs.flip(axis), network, *args, **kwargs).flip(axis)
+            logits = logits + self._window(inputs.flip(axis), network, *args, **kwargs).flip(axis)
         return logits / (inputs.ndim - 1)
 
     def __call__(self, inputs: torch.Tensor, network: Any, *args: Any, **kwargs: Any) -> torch.Tensor:
