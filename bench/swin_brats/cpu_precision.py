@@ -146,8 +146,9 @@ def window_pass(work: Path) -> dict:
         import onnxruntime
 
         path = work / "fs48.onnx"
+        axes = {"image": {0: "batch"}, "pred": {0: "batch"}}
         torch.onnx.export(network, x[:1], str(path), dynamo=False, opset_version=18, input_names=["image"],
-                          output_names=["pred"], dynamic_axes={"image": {0: "batch"}, "pred": {0: "batch"}})  # fmt: skip
+                          output_names=["pred"], dynamic_axes=axes)  # fmt: skip
         session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         feed = {"image": x.numpy()}
         results["onnxruntime_fp32_s"] = timed(lambda: session.run(None, feed))
