@@ -235,8 +235,8 @@ def test_histogram_trained_model_segments_a_case_and_its_scanner_copy_alike(make
     on a folder holding a case and a gamma/gain/offset copy of it.
 
     A 1-epoch model is no segmenter, but with PyTorch's output initialisation (not the 1 % prior, which paints nothing
-    after one epoch) and no small-component rules its label maps are not trivial either: each region covers a sizeable part of
-    the volume (asserted between 1 % and 90 %), so agreeing maps mean agreeing voxels. The same model
+    after one epoch) and no small-component rules its label maps are not trivial either: each region covers a sizeable
+    part of the volume (asserted between 1 % and 90 %), so agreeing maps mean agreeing voxels. The same model
     fed z-scored inputs (in-process, same weights) is the control: without standardisation the copy changes the
     network's mean probabilities and the number of flipped brain voxels more than three times as much (asserted per
     region), so the agreement is the standardisation's doing, not an insensitive network."""
