@@ -35,6 +35,11 @@ if __package__ in (None, ""):  # run as a file: make the bundle root importable 
 from scripts.cases import BRATS_LAYOUTS, CHANNELS
 from scripts.labels import CONVENTIONS
 
+ANATOMY = (
+    "MNI ICBM152 2009a nonlinear symmetric template (nilearn), randomly deformed per case. Copyright (C) 1993-2009 "
+    "Louis Collins, McConnell Brain Imaging Centre, Montreal Neurological Institute, McGill University "
+    "(docs/data_license.txt has the full notice)"
+)
 BRATS_GRID = (240, 240, 155)
 """Voxels of a BraTS case at 1 mm; at spacing s the default grid is this divided by s, rounded up."""
 TEMPLATE = {
@@ -491,7 +496,8 @@ def write_dataset(
     if layout == "msd":
         _write_msd_description(output_dir, ids[:num_cases], ids[num_cases:])
     grid, mm = grid_for(shape, spacing)
-    summary = {"synthetic": True, "seed": seed, "shape": list(grid), "spacing_mm": round(mm, 4), "cases": record}
+    summary = {"synthetic": True, "seed": seed, "shape": list(grid), "spacing_mm": round(mm, 4), "anatomy": ANATOMY}
+    summary["cases"] = record
     (output_dir / "cases.json").write_text(json.dumps(summary, indent=4) + "\n")
     if preview:
         draw_preview({case_id: case for case_id, _, case in results if case is not None}, Path(preview))

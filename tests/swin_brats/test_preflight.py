@@ -24,13 +24,18 @@ from scripts.cases import DatasetLayoutError, dataset_info, discover
 from scripts.errors import InputError
 from scripts.labels import CONVENTIONS
 from scripts.preflight import CaseDataset, InferenceCases, check_case, require_valid_cases
-from scripts.synthetic_data import AFFINE, make_case, write_case
+from scripts.synthetic_data import make_case, write_case
 
 Breaker = Callable[[Path, str], None]
 
 
-def _rewrite(path: Path, data: np.ndarray, affine: np.ndarray = AFFINE) -> None:
-    nib.save(nib.Nifti1Image(data, affine), str(path))
+def _rewrite(path: Path, data: np.ndarray, affine: np.ndarray | None = None) -> None:
+    """Replace the voxels of `path`, keeping its own affine unless another is given."""
+    nib.save(nib.Nifti1Image(data, nib.load(path).affine if affine is None else affine), str(path))
+
+
+def _affine(path: Path) -> np.ndarray:
+    return nib.load(path).affine
 
 
 def _voxels(path: Path) -> np.ndarray:
@@ -64,7 +69,9 @@ BRATS_BREAKS: dict[str, tuple[Breaker, str, str]] = {
         f"shape (64, 64, 40) differs from {SHAPE}",
     ),
     "other_affine": (
-        lambda f, c: _rewrite(f / f"{c}_t1.nii.gz", _voxels(f / f"{c}_t1.nii.gz"), AFFINE + np.diag([0, 0, 0.2, 0])),
+        lambda f, c: _rewrite(
+            f / f"{c}_t1.nii.gz", _voxels(f / f"{c}_t1.nii.gz"), _affine(f / f"{c}_t1.nii.gz") + np.diag([0, 0, 0.2, 0])
+        ),
         "_t1.nii.gz",
         "affine differs from that of",
     ),

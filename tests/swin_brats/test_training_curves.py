@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 from ignite.engine import Engine, Events
-from scripts.training_curves import COLUMNS, TrainingCurves, read_log
+from scripts.training_curves import COLUMNS, VALIDATION_COLUMNS, TrainingCurves, read_log
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -46,11 +46,14 @@ def test_log_rows_and_plot(tmp_path: Path) -> None:
     epoch1, epoch2 = dict(zip(COLUMNS, table[1], strict=True)), dict(zip(COLUMNS, table[2], strict=True))
     assert float(epoch1["train_loss"]) == 1.0 and float(epoch1["train_mean_dice"]) == pytest.approx(0.1)
     assert float(epoch1["lr"]) == 0.1 and float(epoch2["lr"]) == pytest.approx(0.05)  # lr used in that epoch
-    assert all(epoch1[key] == "" for key in COLUMNS[4:])  # no validation in epoch 1
+    assert all(epoch1[key] == "" for key in VALIDATION_COLUMNS)  # no validation in epoch 1
+    assert all(float(row[COLUMNS.index("seconds")]) >= 0 for row in table[1:])  # wall time of each epoch
     assert float(epoch2["val_mean_dice"]) == pytest.approx(0.25)
     assert float(epoch2["val_mean_dice_wt"]) == pytest.approx(0.3)
     assert float(epoch2["val_mean_dice_et"]) == pytest.approx(0.15)
-    assert table[3][4] == ""  # epoch 3: the validator still holds epoch 2's numbers, which must not be copied
+    assert (
+        table[3][COLUMNS.index("val_mean_dice")] == ""
+    )  # epoch 3: the validator still holds epoch 2's numbers, which must not be copied
     data = (tmp_path / "training_curves.png").read_bytes()
     assert data.startswith(PNG_SIGNATURE) and len(data) > 20_000
     assert not list(tmp_path.glob(".*partial"))
