@@ -216,9 +216,15 @@ def test_net_in_out_flags_a_network_that_does_not_give_the_declared_channels(tmp
     assert problem.startswith("verify_net_in_out failed:")
 
 
-def test_properties_flag_a_workflow_without_its_trainer_handlers(tmp_path: Path) -> None:
+def _handlers_elsewhere(config: dict) -> None:
+    config["train"]["private_handlers"] = config["train"]["handlers"]
+    config["train"]["trainer"]["train_handlers"] = "@train#private_handlers"
+
+
+def test_properties_flag_a_trainer_whose_handlers_are_not_train_handlers(tmp_path: Path) -> None:
+    """A trainer reading its handlers from another list than `train#handlers` would ignore overrides of it."""
     bundle = _bundle_copy(tmp_path)
-    _edit_json(bundle / "configs" / "train.json", lambda config: config["train"]["trainer"].pop("train_handlers"))
+    _edit_json(bundle / "configs" / "train.json", _handlers_elsewhere)
     problems = check_properties(bundle)
     assert problems and all(p.startswith(("train:", "train+evaluate:")) for p in problems), problems
     assert any("train_handlers" in p for p in problems), problems

@@ -73,10 +73,14 @@ def _conv_checkpoint(folder: Path, seed: int) -> Path:
     return folder / "model.pt"
 
 
+# The expected maps are computed in fp32; bf16 (the default on CPUs that have it) would flip voxels near p = 0.5.
+FP32 = ("--amp", "False")
+
+
 def _infer(data: Path, out: Path, *extra: str, ensemble: bool = False) -> None:
     configs = "['configs/inference.json','configs/inference_ensemble.json']" if ensemble else "configs/inference.json"
     run_bundle("inference", "--config_file", configs, "--dataset_dir", str(data), "--output_dir", str(out),
-               "--network_def", CONV, *NO_POSTPROCESSING, *TINY, *extra)  # fmt: skip
+               "--network_def", CONV, *NO_POSTPROCESSING, *FP32, *TINY, *extra)  # fmt: skip
 
 
 def _zscore(image: np.ndarray) -> np.ndarray:

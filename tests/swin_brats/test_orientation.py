@@ -49,8 +49,9 @@ def _zscore_nonzero(image: np.ndarray) -> np.ndarray:
     return normalised
 
 
-# The voxel-exact pattern below is the network's alone: the small-component rules would trim its speckles.
-NO_POSTPROCESSING = ("--min_component_mm3", "0", "--min_enhancing_mm3", "0")
+# The voxel-exact pattern below is the network's alone, in fp32: the small-component rules would trim its speckles,
+# and bf16 (the default on CPUs that have it) would flip voxels near the threshold.
+NO_POSTPROCESSING = ("--min_component_mm3", "0", "--min_enhancing_mm3", "0", "--amp", "False")
 
 
 def test_predictions_lie_on_each_input_grid(tmp_path: Path) -> None:
