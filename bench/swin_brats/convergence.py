@@ -55,12 +55,13 @@ VARIANTS: dict[str, dict] = {
     "quick, 8 epochs, learning_rate 1e-4": {**SHORT, "learning_rate": 0.0001},
 }
 TRAIN_DEFAULTS = json.loads((BUNDLE / "configs" / "train.json").read_text())
-COMPONENTS, ENHANCING = TRAIN_DEFAULTS["min_component_mm3"], TRAIN_DEFAULTS["min_enhancing_mm3"]
+COMPONENTS = TRAIN_DEFAULTS["min_component_mm3"] or 200
+ENHANCING = TRAIN_DEFAULTS["min_enhancing_mm3"] or 200  # the ET rule is off by default: measured at 200 mm³ anyway
 POSTPROCESSING = {  # evaluated on a trained model: name -> the two rules' sizes in mm³ (0 = off)
     "none": {"min_component_mm3": 0, "min_enhancing_mm3": 0},
     f"small components removed ({COMPONENTS} mm3)": {"min_component_mm3": COMPONENTS, "min_enhancing_mm3": 0},
     f"small ET relabelled as core ({ENHANCING} mm3)": {"min_component_mm3": 0, "min_enhancing_mm3": ENHANCING},
-    "both (the defaults)": {"min_component_mm3": COMPONENTS, "min_enhancing_mm3": ENHANCING},
+    "both": {"min_component_mm3": COMPONENTS, "min_enhancing_mm3": ENHANCING},
 }
 TRAIN_CONFIGS = "['configs/train.json','configs/quick.json']"
 EVALUATE_CONFIGS = "['configs/train.json','configs/quick.json','configs/evaluate.json']"
