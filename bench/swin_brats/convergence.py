@@ -53,6 +53,7 @@ VARIANTS: dict[str, dict] = {
     "quick, 8 epochs, optimizer adam": {**SHORT, "optimizer_name": "adam"},
     "quick, 8 epochs, warmup_epochs 0": {**SHORT, "warmup_epochs": 0},
     "quick, 8 epochs, learning_rate 1e-4": {**SHORT, "learning_rate": 0.0001},
+    "quick, 8 epochs, crop_tumour_fraction 0.33": {**SHORT, "crop_tumour_fraction": 0.33},
 }
 TRAIN_DEFAULTS = json.loads((BUNDLE / "configs" / "train.json").read_text())
 COMPONENTS = TRAIN_DEFAULTS["min_component_mm3"] or 200
@@ -133,7 +134,8 @@ def evaluate_postprocessing(run: dict, common: dict, work: Path, tag: str) -> di
         out = work / f"evaluate_{tag}_{name.split(' (')[0].replace(' ', '_')}"
         settings = {**common, **run["overrides"], **rules, "ckpt_dir": run["ckpt_dir"], "output_dir": str(out)}
         settings["num_pictures"] = 0
-        bundle_run(EVALUATE_CONFIGS, settings, out.with_suffix(".log"))
+        if not (out / "summary.json").is_file():  # a rerun with --work reuses finished evaluations
+            bundle_run(EVALUATE_CONFIGS, settings, out.with_suffix(".log"))
         metrics = json.loads((out / "summary.json").read_text())["metrics"]
         dice = {region: round(metrics[f"dice_{region}"]["mean"], 4) for region in ("et", "tc", "wt")}
         hd95 = {region: round(metrics[f"hd95_{region}"]["mean"], 2) for region in ("et", "tc", "wt")}
