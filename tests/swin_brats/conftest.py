@@ -8,6 +8,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
@@ -21,6 +22,20 @@ from scripts.synthetic_data import write_dataset  # noqa: E402
 TINY = ["--feature_size", "12", "--roi_size", "[64,64,64]", "--num_workers", "0", "--progress_bar", "False"]
 SHAPE = (64, 64, 48)
 LAYOUTS = ("brats2021", "brats2023", "msd")
+# For tests about the network's own voxels: the small-component and small-ET rules off.
+NO_POSTPROCESSING = ("--min_component_mm3", "0", "--min_enhancing_mm3", "0")
+# For tests comparing label maps voxel by voxel with an fp32 reference: bf16 (the default on CPUs that have it)
+# rounds differently and flips voxels near the threshold.
+FP32 = ("--amp", "False")
+
+
+def zscore_nonzero(image: np.ndarray) -> np.ndarray:
+    """The configs' `zscore` normalisation of one channel: mean and std of the nonzero voxels, background kept 0."""
+    image = image.astype(np.float64)
+    brain = image != 0
+    normalised = np.zeros_like(image)
+    normalised[brain] = (image[brain] - image[brain].mean()) / image[brain].std()
+    return normalised
 
 
 def train_workflow(data: Path, ckpt_dir: Path, output_dir: Path, **overrides) -> ConfigWorkflow:

@@ -14,13 +14,12 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from conftest import BUNDLE, TINY, run_bundle
+from conftest import BUNDLE, FP32, NO_POSTPROCESSING, TINY, run_bundle, zscore_nonzero
 from scripts.cases import discover
 from scripts.labels import CONVENTIONS
 
 CROSS_VALIDATE = BUNDLE / "scripts" / "cross_validate.py"
 CONV = "$torch.nn.Conv3d(4, 3, 1)"  # a 1x1x1 network: every voxel's prediction depends on that voxel alone
-NO_POSTPROCESSING = ["--min_component_mm3", "0", "--min_enhancing_mm3", "0"]
 
 
 def _cross_validate(*args: str) -> subprocess.CompletedProcess:
@@ -73,22 +72,10 @@ def _conv_checkpoint(folder: Path, seed: int) -> Path:
     return folder / "model.pt"
 
 
-# The expected maps are computed in fp32; bf16 (the default on CPUs that have it) would flip voxels near p = 0.5.
-FP32 = ("--amp", "False")
-
-
 def _infer(data: Path, out: Path, *extra: str, ensemble: bool = False) -> None:
     configs = "['configs/inference.json','configs/inference_ensemble.json']" if ensemble else "configs/inference.json"
     run_bundle("inference", "--config_file", configs, "--dataset_dir", str(data), "--output_dir", str(out),
                "--network_def", CONV, *NO_POSTPROCESSING, *FP32, *TINY, *extra)  # fmt: skip
-
-
-def _zscore(image: np.ndarray) -> np.ndarray:
-    image = image.astype(np.float64)
-    brain = image != 0
-    normalised = np.zeros_like(image)
-    normalised[brain] = (image[brain] - image[brain].mean()) / image[brain].std()
-    return normalised
 
 
 def test_an_ensemble_of_one_model_twice_is_that_model(make_dataset, tmp_path: Path) -> None:
@@ -115,7 +102,7 @@ def test_an_ensemble_of_two_models_paints_their_mean_probability(make_dataset, t
     convention = CONVENTIONS["brats2021"]
     info = discover(data)
     for case in info["training"] + info["testing"]:
-        image = np.stack([_zscore(np.asarray(nib.load(path).dataobj)) for path in case["image"]])
+        image = np.stack([zscore_nonzero(np.asarray(nib.load(path).dataobj)) for path in case["image"]])
         brain = (image != 0).any(0)
         box = tuple(slice(int(i.min()), int(i.max()) + 1) for i in np.nonzero(brain))
         x = torch.as_tensor(image[(slice(None), *box)][None], dtype=torch.float32)

@@ -17,8 +17,7 @@ import numpy as np
 import onnxruntime
 import pytest
 import torch
-from conftest import BUNDLE, REPO
-from conftest import TINY as TINY_SETTINGS
+from conftest import BUNDLE, FP32, REPO, TINY
 from monai.bundle import ConfigParser
 from torch import nn
 
@@ -49,10 +48,6 @@ PRODUCED = (
     "scripts/__pycache__/labels.cpython-311.pyc",
     "configs/.DS_Store",
 )
-
-# fp32 for the eager and the TorchScript run alike: under bf16 (the default on CPUs that have it) the two kernels'
-# roundings differ, and the label maps are compared voxel by voxel.
-TINY = (*TINY_SETTINGS, "--amp", "False")
 
 
 def bundle_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -128,7 +123,7 @@ def case(make_dataset) -> dict:
 def eager_prediction(unpacked: Path, case: dict) -> np.ndarray:
     """Inference with models/model.pt from inside the unpacked bundle (bundle_root '.')."""
     bundle_cli("run", "inference", "--config_file", "configs/inference.json", "--dataset_dir", str(case["data"]),
-               *TINY, cwd=unpacked)  # fmt: skip
+               *FP32, *TINY, cwd=unpacked)  # fmt: skip
     written = nib.load(unpacked / "eval" / "predictions" / f"{case['id']}.nii.gz")
     source = nib.load(case["flair"])
     assert written.shape == source.shape and written.get_data_dtype() == np.uint8
@@ -219,7 +214,7 @@ def test_inference_from_the_torchscript_file_alone(
     state_dict.rename(tmp_path / "model.pt")  # only model.ts is left: nothing may try to load the state dict
     try:
         bundle_cli("run", "inference", "--config_file", TS_CONFIGS, "--dataset_dir", str(case["data"]),
-                   "--output_dir", str(tmp_path / "ts"), *TINY, cwd=unpacked)  # fmt: skip
+                   "--output_dir", str(tmp_path / "ts"), *FP32, *TINY, cwd=unpacked)  # fmt: skip
     finally:
         (tmp_path / "model.pt").rename(state_dict)
     written = nib.load(tmp_path / "ts" / f"{case['id']}.nii.gz")

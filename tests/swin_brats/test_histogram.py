@@ -9,7 +9,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from conftest import BUNDLE, TINY, run_bundle
+from conftest import BUNDLE, NO_POSTPROCESSING, TINY, run_bundle
 from monai.bundle import ConfigParser
 from monai.data import MetaTensor
 from monai.inferers import SlidingWindowInferer
@@ -227,7 +227,7 @@ def _probabilities(case_dir: Path, case_id: str, network: torch.nn.Module, norma
 
 
 # PyTorch's output bias and no post-processing: label maps that cover much of the brain after one epoch.
-UNSHAPED = ("--output_bias_prior", "0", "--min_component_mm3", "0", "--min_enhancing_mm3", "0")
+UNSHAPED = ("--output_bias_prior", "0", *NO_POSTPROCESSING)
 
 
 def test_histogram_trained_model_segments_a_case_and_its_scanner_copy_alike(make_dataset, tmp_path: Path) -> None:

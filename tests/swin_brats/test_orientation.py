@@ -6,7 +6,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import torch
-from conftest import TINY, run_bundle
+from conftest import FP32, NO_POSTPROCESSING, TINY, run_bundle, zscore_nonzero
 from scipy.spatial.transform import Rotation
 from scripts.synthetic_data import AFFINE, make_case, write_case
 
@@ -40,20 +40,6 @@ def _t1ce_network_checkpoint(folder: Path) -> Path:
     return folder
 
 
-def _zscore_nonzero(image: np.ndarray) -> np.ndarray:
-    """The configs' `zscore` normalisation of one channel: mean and std of the nonzero voxels, background kept 0."""
-    image = image.astype(np.float64)
-    brain = image != 0
-    normalised = np.zeros_like(image)
-    normalised[brain] = (image[brain] - image[brain].mean()) / image[brain].std()
-    return normalised
-
-
-# The voxel-exact pattern below is the network's alone, in fp32: the small-component rules would trim its speckles,
-# and bf16 (the default on CPUs that have it) would flip voxels near the threshold.
-NO_POSTPROCESSING = ("--min_component_mm3", "0", "--min_enhancing_mm3", "0", "--amp", "False")
-
-
 def test_predictions_lie_on_each_input_grid(tmp_path: Path) -> None:
     data = tmp_path / "data"
     rng = np.random.default_rng(21)
@@ -61,7 +47,7 @@ def test_predictions_lie_on_each_input_grid(tmp_path: Path) -> None:
         write_case(data, "brats2021", case_id, make_case(rng, shape), labelled=False, affine=affine)
     run_bundle("inference", "--config_file", "configs/inference.json", "--dataset_dir", str(data),
                "--ckpt_dir", str(_t1ce_network_checkpoint(tmp_path / "models")), "--output_dir", str(tmp_path / "out"),
-               "--network_def", "$torch.nn.Conv3d(4, 3, 1)", *NO_POSTPROCESSING, *TINY)  # fmt: skip
+               "--network_def", "$torch.nn.Conv3d(4, 3, 1)", *NO_POSTPROCESSING, *FP32, *TINY)  # fmt: skip
 
     for case_id, (shape, affine) in GRIDS.items():
         source = nib.load(data / case_id / f"{case_id}_t1ce.nii.gz")
@@ -71,7 +57,7 @@ def test_predictions_lie_on_each_input_grid(tmp_path: Path) -> None:
         np.testing.assert_allclose(written.affine, affine, atol=1e-4, err_msg=case_id)
         np.testing.assert_allclose(written.header.get_zooms(), source.header.get_zooms(), atol=1e-5, err_msg=case_id)
 
-        z = _zscore_nonzero(np.asarray(source.dataobj))
+        z = zscore_nonzero(np.asarray(source.dataobj))
         expected = np.where(z > THRESHOLD, 4, 0)  # TC, WT and ET together paint BraTS 2021's ET value, 4
         decided = np.abs(z - THRESHOLD) > 1e-3  # leave float32-vs-float64 rounding at the threshold out
         predicted = np.asarray(written.dataobj)
