@@ -13,6 +13,7 @@ bundle's BraTS metrics. One run, one machine, processes one after another.
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import subprocess
 import sys
@@ -56,7 +57,30 @@ def score(predictions: Path, test: Path) -> dict:
         pred = labels_to_regions(np.asarray(nib.load(predictions / f"{case['case_id']}.nii.gz").dataobj), convention)
         rows.append(region_metrics(pred.numpy(), label, (2.0, 2.0, 2.0)))
     dice = {r: round(float(np.mean([row[f"dice_{r}"] for row in rows])), 4) for r in ("et", "tc", "wt")}
-    return {"mean_dice": round(float(np.mean(list(dice.values()))), 4), "dice": dice, "cases": len(rows)}
+    per_case = {case["case_id"]: round(float(np.mean([row[f"dice_{r}"] for r in ("et", "tc", "wt")])), 4)
+                for case, row in zip(discover(test)["training"], rows, strict=True)}  # fmt: skip
+    return {"mean_dice": round(float(np.mean(list(dice.values()))), 4), "dice": dice, "cases": len(rows),
+            "per_case_mean_dice": per_case}  # fmt: skip
+
+
+def by_kind(per_case: dict[str, float], data: Path) -> dict[str, dict]:
+    """Mean Dice of the cases of each kind the generator made (its cases.json): where the difficulty lies."""
+    kinds = {
+        case_id: entry["kind"] for case_id, entry in json.loads((data / "cases.json").read_text())["cases"].items()
+    }
+    groups: dict[str, list[float]] = {}
+    for case_id, dice in per_case.items():
+        groups.setdefault(kinds[case_id], []).append(dice)
+    return {kind: {"cases": len(v), "mean_dice": round(float(np.mean(v)), 4)} for kind, v in sorted(groups.items())}
+
+
+def out_of_fold(cv_out: Path) -> dict[str, float]:
+    """Each case's mean Dice over the three regions, from the fold that held it out."""
+    with open(cv_out / "cross_validation" / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    return {
+        row["case_id"]: round(float(np.mean([float(row[f"dice_{r}"]) for r in ("et", "tc", "wt")])), 4) for row in rows
+    }
 
 
 def main() -> None:
@@ -105,7 +129,14 @@ def main() -> None:
                 "test_cases": args.num_test,
                 "configs": QUICK,
             },  # fmt: skip
-            "cross_validation": {"seconds": round(cv_seconds, 1), "mean": cv["mean"], "std": cv["std"]},
+            "cross_validation": {
+                "seconds": round(cv_seconds, 1),
+                "mean": cv["mean"],
+                "std": cv["std"],
+                "per_fold_mean_dice": {fold: round(v["dice_mean"], 4) for fold, v in cv["folds"].items()},
+                "out_of_fold_by_kind": by_kind(out_of_fold(cv_out), data),
+            },
+            "test_by_kind": {name: by_kind(r["per_case_mean_dice"], test) for name, r in results.items()},
             "test": results,
             "single_fold_mean_dice": {
                 "mean": round(float(np.mean(singles)), 4),
