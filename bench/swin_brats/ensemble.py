@@ -7,7 +7,7 @@ and once with configs/inference_ensemble.json over all of them, each scored agai
 bundle's BraTS metrics. One run, one machine, processes one after another.
 
     .venv/bin/python bench/swin_brats/ensemble.py [--num_cases 20] [--num_folds 5] [--folds 0 1 2] [--epochs 10]
-        [--num_test 6] [--work DIR]     -> bench/results/swin_brats_ensemble.json
+        [--val_interval 2] [--num_test 6] [--work DIR]     -> bench/results/swin_brats_ensemble.json
 """
 
 from __future__ import annotations
@@ -89,6 +89,7 @@ def main() -> None:
     parser.add_argument("--num_folds", type=int, default=5)
     parser.add_argument("--folds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--val_interval", type=int, default=2, help="epochs between validations (model selection)")
     parser.add_argument("--num_test", type=int, default=6)
     parser.add_argument("--work", type=Path, default=None)
     args = parser.parse_args()
@@ -100,7 +101,7 @@ def main() -> None:
     subprocess.run([sys.executable, str(BUNDLE / "scripts" / "cross_validate.py"), "--dataset_dir", str(data),
                     "--ckpt_dir", str(models), "--output_dir", str(cv_out), "--folds", *map(str, args.folds),
                     "--config_file", *QUICK, "--num_folds", str(args.num_folds), "--epochs", str(args.epochs),
-                    "--progress_bar", "False"], check=True)  # fmt: skip
+                    "--val_interval", str(args.val_interval), "--progress_bar", "False"], check=True)  # fmt: skip
     cv_seconds = time.perf_counter() - start
     common = ["--bundle_root", str(BUNDLE), "--dataset_dir", str(test), "--progress_bar", "False"]
     results = {}
@@ -126,6 +127,7 @@ def main() -> None:
                 "num_folds": args.num_folds,
                 "folds": args.folds,
                 "epochs": args.epochs,
+                "val_interval": args.val_interval,
                 "test_cases": args.num_test,
                 "configs": QUICK,
             },  # fmt: skip
