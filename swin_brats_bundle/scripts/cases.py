@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from scripts.errors import first_line, stop
+from scripts.labels import CASE_CONVENTION
 
 CHANNELS = ("FLAIR", "T1ce", "T1", "T2")
 """Network input channel order for every layout (the order of the reference recipe's brats21_folds.json)."""
@@ -24,6 +25,8 @@ BRATS_LAYOUTS: dict[str, dict[str, Any]] = {
 # MSD stores one 4D image with channels FLAIR, T1w, t1gd, T2w: these indices put them in CHANNELS order.
 MSD_CHANNEL_INDICES = (0, 2, 1, 3)
 IDENTITY_CHANNEL_INDICES = (0, 1, 2, 3)
+# The item of an inference case that carries its file's channel order (see `transforms.ReorderChannelsd`).
+CASE_CHANNEL_INDICES = "channel_indices"
 LAYOUT_CONVENTIONS = {"brats2021": "brats2021", "brats2023": "brats2023", "msd": "msd"}
 
 
@@ -238,8 +241,12 @@ def fold_cases(info: dict[str, Any], fold: int, split: str) -> list[dict]:
 
 
 def inference_cases(info: dict[str, Any]) -> list[dict]:
-    """Every case, labelled or not, as image-only items for inference."""
-    cases = [{"case_id": c["case_id"], "image": c["image"]} for c in info["training"] + info["testing"]]
+    """Every case, labelled or not, as image items for inference, each with its dataset's channel order and (when
+    detected) label convention, which the `auto` settings of inference.json read."""
+    own = {CASE_CHANNEL_INDICES: list(info["channel_indices"])}
+    if info.get("label_convention"):
+        own[CASE_CONVENTION] = info["label_convention"]
+    cases = [{"case_id": c["case_id"], "image": c["image"], **own} for c in info["training"] + info["testing"]]
     if not cases:
         raise DatasetLayoutError("No cases to predict.")
     return cases

@@ -68,6 +68,18 @@ CONVENTIONS: dict[str, LabelConvention] = {
 }
 
 
+UNSCANNED_CONVENTION = "brats2021"
+"""What label_convention `auto` writes where no dataset was scanned (MONAI Label, MONAI Deploy: one image each)."""
+
+CASE_CONVENTION = "label_convention"
+"""The item of an inference case that carries the convention detected for its dataset (see `cases.inference_cases`)."""
+
+
+def label_names(convention: LabelConvention) -> dict[str, str]:
+    """Label value -> name, background included: what MONAI Label and 3D Slicer show for the written label map."""
+    return {"0": "background", **{str(value): name for value, name in sorted(convention.labels.items())}}
+
+
 def get_convention(name: str, detected: str | None = None) -> LabelConvention:
     """Resolve a configured convention name; `auto` takes the one detected from the dataset layout."""
     resolved = detected if name == "auto" else name
@@ -161,14 +173,26 @@ class NestRegionsd(MapTransform):
 
 
 class RegionsToLabelsd(MapTransform):
-    """Binary TC/WT/ET channels -> uint8 label map in the dataset's own label values (for saving predictions)."""
+    """Binary TC/WT/ET channels -> uint8 label map in the dataset's own label values (for saving predictions).
 
-    def __init__(self, keys: KeysCollection, convention: LabelConvention, allow_missing_keys: bool = False) -> None:
+    `convention` is a `LabelConvention` or its name; "auto" takes each case's `label_convention` item (set by
+    `cases.inference_cases` from a scanned dataset) and, for a case without one (MONAI Label, MONAI Deploy),
+    `UNSCANNED_CONVENTION`, whose values metadata.json's `channel_def` names.
+    """
+
+    def __init__(
+        self, keys: KeysCollection, convention: LabelConvention | str, allow_missing_keys: bool = False
+    ) -> None:
         super().__init__(keys, allow_missing_keys)
+        if isinstance(convention, str):
+            get_convention(convention, UNSCANNED_CONVENTION)  # an unknown name stops here, not at the first case
         self.convention = convention
 
     def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
         d = dict(data)
+        convention = self.convention
+        if isinstance(convention, str):
+            convention = get_convention(convention, d.get(CASE_CONVENTION, UNSCANNED_CONVENTION))
         for key in self.key_iterator(d):
-            d[key] = regions_to_labels(d[key], self.convention)
+            d[key] = regions_to_labels(d[key], convention)
         return d

@@ -11,6 +11,7 @@ import torch
 from monai.config import KeysCollection
 from monai.transforms import Compose, LoadImaged, MapTransform, NormalizeIntensityd
 
+from scripts.cases import CASE_CHANNEL_INDICES, IDENTITY_CHANNEL_INDICES
 from scripts.histogram import HistogramStandardized
 
 NORMALIZATIONS = ("zscore", "histogram")
@@ -41,21 +42,32 @@ class LoadImagePerThreadd(MapTransform):
 
 
 class ReorderChannelsd(MapTransform):
-    """Put image channels in the network's order (FLAIR, T1ce, T1, T2); MONAI has no channel-permutation transform."""
+    """Put image channels in the network's order (FLAIR, T1ce, T1, T2); MONAI has no channel-permutation transform.
 
-    def __init__(self, keys: KeysCollection, indices: Sequence[int], allow_missing_keys: bool = False) -> None:
+    `indices` "auto" takes each case's own `channel_indices` item, which `cases.inference_cases` sets from the dataset
+    it scanned; a case without one (a MONAI Label or MONAI Deploy input) is taken to be in the network's order.
+    """
+
+    def __init__(self, keys: KeysCollection, indices: Sequence[int] | str = "auto", allow_missing_keys: bool = False):
         super().__init__(keys, allow_missing_keys)
-        self.indices = list(indices)
+        if isinstance(indices, str):
+            if indices != "auto":
+                raise ValueError(f"channel_indices must be 'auto' or a permutation of 0-3, got {indices!r}.")
+        elif sorted(indices) != list(IDENTITY_CHANNEL_INDICES):
+            raise ValueError(f"channel_indices must be 'auto' or a permutation of 0-3, got {list(indices)}.")
+        self.indices = indices if isinstance(indices, str) else list(indices)
 
     def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
         d = dict(data)
+        own = d.pop(CASE_CHANNEL_INDICES, None)
+        indices = self.indices if self.indices != "auto" else list(own if own is not None else IDENTITY_CHANNEL_INDICES)
         for key in self.key_iterator(d):
             image = d[key]
-            if image.shape[0] != len(self.indices):
+            if image.shape[0] != len(indices):
                 source = getattr(image, "meta", {}).get("filename_or_obj", key)
-                raise ValueError(f"{source}: expected {len(self.indices)} image channels, found {image.shape[0]}.")
-            if self.indices != sorted(self.indices):
-                d[key] = image[self.indices]
+                raise ValueError(f"{source}: expected {len(indices)} image channels, found {image.shape[0]}.")
+            if indices != sorted(indices):
+                d[key] = image[indices]
         return d
 
 

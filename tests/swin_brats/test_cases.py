@@ -126,7 +126,11 @@ def test_fold_split_and_inference_cases(make_dataset) -> None:
     with pytest.raises(DatasetLayoutError, match="val split of fold 7 is empty"):
         fold_cases(info, 7, "val")
     cases = inference_cases(info)
-    assert len(cases) == 4 and all(set(c) == {"case_id", "image"} for c in cases)
+    assert len(cases) == 4 and all(set(c) == {"case_id", "image", "channel_indices", "label_convention"} for c in cases)
+    # what inference.json's `auto` channel order and label convention read per case
+    assert all(c["channel_indices"] == [0, 1, 2, 3] and c["label_convention"] == "brats2021" for c in cases)
+    msd = inference_cases(discover(make_dataset("msd"), num_folds=3, seed=0))
+    assert all(c["channel_indices"] == [0, 2, 1, 3] and c["label_convention"] == "msd" for c in msd)
 
 
 @pytest.mark.parametrize(
