@@ -149,3 +149,29 @@ def test_metadata_names_the_values_of_the_written_label_map() -> None:
     metadata = json.loads((BUNDLE / "configs" / "metadata.json").read_text())
     channel_def = metadata["network_data_format"]["outputs"]["pred"]["channel_def"]
     assert channel_def == label_names(CONVENTIONS[UNSCANNED_CONVENTION])
+
+
+def test_channel_order_comes_from_the_case_unless_set() -> None:
+    from scripts.transforms import ReorderChannelsd
+
+    image = torch.arange(4.0).reshape(4, 1, 1, 1)
+    scanned = {"image": image, "channel_indices": list(MSD_CHANNEL_INDICES)}
+    assert ReorderChannelsd("image")(scanned)["image"].flatten().tolist() == [0.0, 2.0, 1.0, 3.0]
+    assert "channel_indices" not in ReorderChannelsd("image")(scanned)  # consumed, never collated
+    assert ReorderChannelsd("image")({"image": image})["image"].flatten().tolist() == [0.0, 1.0, 2.0, 3.0]
+    explicit = ReorderChannelsd("image", [3, 2, 1, 0])(scanned)["image"]
+    assert explicit.flatten().tolist() == [3.0, 2.0, 1.0, 0.0]
+    for bad in ([0, 1, 1, 3], [0, 1, 2], "msd"):
+        with pytest.raises(ValueError, match="channel_indices must be 'auto' or a permutation of 0-3"):
+            ReorderChannelsd("image", bad)
+
+
+def test_label_convention_auto_comes_from_the_case_else_brats2021() -> None:
+    from scripts.labels import RegionsToLabelsd
+
+    enhancing = torch.ones(3, 1, 1, 1)  # TC, WT and ET: painted as the convention's ET value
+    assert int(RegionsToLabelsd("pred", "auto")({"pred": enhancing})["pred"].max()) == 4
+    assert int(RegionsToLabelsd("pred", "auto")({"pred": enhancing, "label_convention": "msd"})["pred"].max()) == 3
+    assert int(RegionsToLabelsd("pred", "brats2021")({"pred": enhancing, "label_convention": "msd"})["pred"].max()) == 4
+    with pytest.raises(ValueError, match="Unknown label_convention 'brats2019'"):
+        RegionsToLabelsd("pred", "brats2019")
