@@ -14,18 +14,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "bench" / "swin_brats"))
+from measure import median_seconds, timed_process  # noqa: E402  (no bundle imports: safe in either bundle's process)
 
 CASES = [  # bundle, feature size, input shape
     ("swin_brats_bundle", 12, [4, 64, 64, 64]),
@@ -36,13 +35,8 @@ CASES = [  # bundle, feature size, input shape
 
 def run(command: list[str], cwd: Path, log: Path) -> dict:
     """Wall seconds and peak RSS (MiB) of one process; stops the benchmark if it fails."""
-    start = time.perf_counter()
-    with open(log, "w") as out:
-        process = subprocess.Popen(command, cwd=cwd, stdout=out, stderr=subprocess.STDOUT)
-        _, status, usage = os.wait4(process.pid, 0)
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"error: {' '.join(command[:6])} ... failed; see {log}")
-    return {"seconds": round(time.perf_counter() - start, 1), "peak_rss_mib": round(usage.ru_maxrss / 1024)}
+    seconds, peak = timed_process(command, cwd, log, f"{' '.join(command[:6])} ...")
+    return {"seconds": round(seconds, 1), "peak_rss_mib": round(peak)}
 
 
 def network(bundle: Path, feature_size: int) -> torch.nn.Module:
@@ -73,16 +67,6 @@ def max_difference(eager: torch.nn.Module, call, shape: list[int]) -> float:
     return float(f"{worst:.2g}")
 
 
-def timed(call, runs: int = 3) -> float:
-    call()
-    durations = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        call()
-        durations.append(time.perf_counter() - start)
-    return round(statistics.median(durations), 2)
-
-
 def onnx_report(session, eager: torch.nn.Module, shape: list[int], with_batches: bool) -> dict:
     """Parity on batches 1-3 (when the batch axis is dynamic) and one patch's onnxruntime time against eager."""
     input_name = session.get_inputs()[0].name
@@ -93,7 +77,10 @@ def onnx_report(session, eager: torch.nn.Module, shape: list[int], with_batches:
     report = {"max_abs_difference": max_difference(eager, call, shape)} if with_batches else {}
     x = torch.randn(1, *shape)
     with torch.no_grad():
-        report["one_patch_s"] = {"onnxruntime": timed(lambda: call(x)), "eager": timed(lambda: eager(x))}
+        report["one_patch_s"] = {
+            "onnxruntime": median_seconds(lambda: call(x)),
+            "eager": median_seconds(lambda: eager(x)),
+        }
     return report
 
 
@@ -149,8 +136,7 @@ def main() -> None:
         key = f"{bundle_name} feature_size {feature_size} input {'x'.join(map(str, shape[1:]))}"
         results[key] = json.loads((work / f"case{index}.json").read_text())
         print(key, results[key], flush=True)
-    sys.path.insert(0, str(Path(__file__).resolve().parent / "swin_brats"))
-    from common import write_result
+    from common import write_result  # imports the segmentation bundle's `scripts`: only here, in the parent
 
     write_result("export", {"benchmark": "TorchScript and ONNX export through the bundle CLI, random weights",
                             "exports": results})  # fmt: skip

@@ -36,6 +36,19 @@ def write_fullsize_dataset(folder: Path, num_cases: int, seed: int, shape: tuple
     return folder
 
 
+def generated_kinds(data: Path) -> dict[str, str]:
+    """Case id -> the kind of case synthetic_data.py made (its cases.json)."""
+    return {case_id: entry["kind"] for case_id, entry in json.loads((data / "cases.json").read_text())["cases"].items()}
+
+
+def mean_by_kind(per_case: dict[str, float], kinds: dict[str, str]) -> dict[str, dict]:
+    """Case count and mean of `per_case` for each kind of case: where the difficulty lies."""
+    groups: dict[str, list[float]] = {}
+    for case_id, value in per_case.items():
+        groups.setdefault(kinds[case_id], []).append(value)
+    return {kind: {"cases": len(v), "mean_dice": round(float(np.mean(v)), 4)} for kind, v in sorted(groups.items())}
+
+
 def provenance() -> dict:
     """The commit (with `+dirty` when the tree has uncommitted changes) and the UTC time of a result."""
 

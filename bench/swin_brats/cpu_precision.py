@@ -16,7 +16,6 @@ Runtime give for the same network. SYNTHETIC DATA.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import subprocess
 import sys
@@ -28,6 +27,7 @@ import nibabel as nib
 import numpy as np
 import torch
 from common import BUNDLE, write_fullsize_dataset, write_result
+from measure import median_seconds, timed_process
 
 sys.path.insert(0, str(BUNDLE))
 from scripts.cases import discover  # noqa: E402
@@ -40,13 +40,7 @@ def run_inference(data: Path, out: Path, settings: list[str], log: Path) -> tupl
     command = [sys.executable, "-m", "monai.bundle", "run", "inference", "--config_file", "configs/inference.json",
                "--bundle_root", str(BUNDLE), "--dataset_dir", str(data), "--output_dir", str(out),
                "--progress_bar", "False", "--check_submission", "False", *settings]  # fmt: skip
-    start = time.perf_counter()
-    with open(log, "w") as f:
-        process = subprocess.Popen(command, cwd=BUNDLE, stdout=f, stderr=subprocess.STDOUT)
-        _, status, usage = os.wait4(process.pid, 0)  # this process's own peak, not the largest child's so far
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"error: inference failed; see {log}")
-    return time.perf_counter() - start, usage.ru_maxrss / 1024
+    return timed_process(command, BUNDLE, log, "inference")
 
 
 def random_checkpoint(folder: Path, feature_size: int) -> Path:
@@ -118,28 +112,18 @@ def window_pass(work: Path) -> dict:
     network = SwinUNETR(4, 3, feature_size=48, use_flash_attention=True).eval()
     x = torch.randn(4, 4, 96, 96, 96)
 
-    def timed(call, warm: int = 1, runs: int = 3) -> float:
-        for _ in range(warm):
-            call()
-        durations = []
-        for _ in range(runs):
-            start = time.perf_counter()
-            call()
-            durations.append(time.perf_counter() - start)
-        return round(statistics.median(durations), 2)
-
     results = {}
     with torch.inference_mode():
-        results["eager_fp32_s"] = timed(lambda: network(x))
+        results["eager_fp32_s"] = median_seconds(lambda: network(x))
         with torch.autocast("cpu", dtype=torch.bfloat16):
-            results["eager_bf16_s"] = timed(lambda: network(x))
+            results["eager_bf16_s"] = median_seconds(lambda: network(x))
     try:
         compiled = torch.compile(network)
         start = time.perf_counter()
         with torch.inference_mode():
             compiled(x)
             results["torch_compile_first_call_s"] = round(time.perf_counter() - start, 1)
-            results["torch_compile_fp32_s"] = timed(lambda: compiled(x), warm=0)
+            results["torch_compile_fp32_s"] = median_seconds(lambda: compiled(x), warm=0)
     except Exception as error:  # a failing compiler is the finding
         results["torch_compile_error"] = f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"
     try:
@@ -151,7 +135,7 @@ def window_pass(work: Path) -> dict:
                           output_names=["pred"], dynamic_axes=axes)  # fmt: skip
         session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         feed = {"image": x.numpy()}
-        results["onnxruntime_fp32_s"] = timed(lambda: session.run(None, feed))
+        results["onnxruntime_fp32_s"] = median_seconds(lambda: session.run(None, feed))
     except Exception as error:
         results["onnxruntime_error"] = f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"
     return results

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
-from common import BUNDLE, write_result
+from common import BUNDLE, generated_kinds, mean_by_kind, write_result
 
 sys.path.insert(0, str(BUNDLE))
 from scripts.cases import discover  # noqa: E402
@@ -61,17 +61,6 @@ def score(predictions: Path, test: Path) -> dict:
                 for case, row in zip(discover(test)["training"], rows, strict=True)}  # fmt: skip
     return {"mean_dice": round(float(np.mean(list(dice.values()))), 4), "dice": dice, "cases": len(rows),
             "per_case_mean_dice": per_case}  # fmt: skip
-
-
-def by_kind(per_case: dict[str, float], data: Path) -> dict[str, dict]:
-    """Mean Dice of the cases of each kind the generator made (its cases.json): where the difficulty lies."""
-    kinds = {
-        case_id: entry["kind"] for case_id, entry in json.loads((data / "cases.json").read_text())["cases"].items()
-    }
-    groups: dict[str, list[float]] = {}
-    for case_id, dice in per_case.items():
-        groups.setdefault(kinds[case_id], []).append(dice)
-    return {kind: {"cases": len(v), "mean_dice": round(float(np.mean(v)), 4)} for kind, v in sorted(groups.items())}
 
 
 def out_of_fold(cv_out: Path) -> dict[str, float]:
@@ -117,6 +106,7 @@ def main() -> None:
     results["ensemble"] = {**score(out, test), "inference_seconds": round(seconds, 1)}
     singles = [results[f"fold {f}"]["mean_dice"] for f in args.folds]
     cv = json.loads((cv_out / "cross_validation" / "summary.json").read_text())
+    test_kinds = generated_kinds(test)
     write_result(
         "swin_brats_ensemble",
         {
@@ -136,9 +126,9 @@ def main() -> None:
                 "mean": cv["mean"],
                 "std": cv["std"],
                 "per_fold_mean_dice": {fold: round(v["dice_mean"], 4) for fold, v in cv["folds"].items()},
-                "out_of_fold_by_kind": by_kind(out_of_fold(cv_out), data),
+                "out_of_fold_by_kind": mean_by_kind(out_of_fold(cv_out), generated_kinds(data)),
             },
-            "test_by_kind": {name: by_kind(r["per_case_mean_dice"], test) for name, r in results.items()},
+            "test_by_kind": {name: mean_by_kind(r["per_case_mean_dice"], test_kinds) for name, r in results.items()},
             "test": results,
             "single_fold_mean_dice": {
                 "mean": round(float(np.mean(singles)), 4),

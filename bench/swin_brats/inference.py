@@ -12,17 +12,15 @@ A model is trained first for a few epochs (or pass --model_dir with a models/mod
 from __future__ import annotations
 
 import argparse
-import os
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import torch
 from common import BUNDLE, RESULTS, machine, write_fullsize_dataset, write_result
+from measure import timed_process
 from scripts.inferers import brain_box
 
 REFERENCE = {"crop_to_brain": False, "sw_overlap": 0.6, "sw_batch_size": 1, "use_flash_attention": False}
@@ -42,14 +40,7 @@ def bundle_process(args: list[str], log: Path) -> tuple[float, float]:
     """Run `python -m monai.bundle run ...` from the bundle folder; return wall seconds and peak RSS in MiB."""
     command = [sys.executable, "-m", "monai.bundle", "run", *args, "--meta_file", "configs/metadata.json",
                "--logging_file", "configs/logging.conf"]  # fmt: skip
-    start = time.perf_counter()
-    with log.open("w") as out:
-        process = subprocess.Popen(command, cwd=BUNDLE, stdout=out, stderr=subprocess.STDOUT)
-        _, status, usage = os.wait4(process.pid, 0)
-    wall = time.perf_counter() - start
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"error: {' '.join(command)} failed; see {log}")
-    return wall, usage.ru_maxrss / 1024
+    return timed_process(command, BUNDLE, log, " ".join(command))
 
 
 def dice(prediction: np.ndarray, truth: np.ndarray) -> dict[str, float]:

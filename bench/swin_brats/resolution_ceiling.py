@@ -22,19 +22,15 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import torch
-from common import BUNDLE, write_result
+from common import BUNDLE, mean_by_kind, write_result
 from scipy import ndimage
 
 sys.path.insert(0, str(BUNDLE))
 from scripts.cases import discover  # noqa: E402
 from scripts.labels import CONVENTIONS, REGIONS, labels_to_regions  # noqa: E402
+from scripts.metrics import dice_score  # noqa: E402
 
 NEIGHBOURS = ndimage.generate_binary_structure(3, 1)
-
-
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    total = float(a.sum() + b.sum())
-    return 1.0 if total == 0 else 2.0 * float((a & b).sum()) / total
 
 
 def one_voxel_dice(region: np.ndarray) -> float:
@@ -42,7 +38,7 @@ def one_voxel_dice(region: np.ndarray) -> float:
     if not region.any():
         return 1.0
     grown, shrunk = ndimage.binary_dilation(region, NEIGHBOURS), ndimage.binary_erosion(region, NEIGHBOURS)
-    return 0.5 * (dice(region, grown) + dice(region, shrunk))
+    return 0.5 * (dice_score(region, grown) + dice_score(region, shrunk))
 
 
 def case_rows(data: Path) -> dict[str, dict]:
@@ -60,17 +56,6 @@ def case_rows(data: Path) -> dict[str, dict]:
             "mean_dice": round(float(np.mean(list(per_region.values()))), 4),
         }
     return rows
-
-
-def by_kind(rows: dict[str, dict]) -> dict[str, dict]:
-    kinds = sorted({row["kind"] for row in rows.values()})
-    return {
-        kind: {
-            "cases": sum(row["kind"] == kind for row in rows.values()),
-            "mean_dice": round(float(np.mean([r["mean_dice"] for r in rows.values() if r["kind"] == kind])), 4),
-        }
-        for kind in kinds
-    }
 
 
 def main() -> None:
@@ -92,7 +77,9 @@ def main() -> None:
             subprocess.run([sys.executable, str(script), "--output_dir", str(data), "--num_cases", "20",
                             "--spacing", str(spacing), "--seed", str(args.data_seed)], check=True)  # fmt: skip
         rows = case_rows(data)
-        grid = {"spacing_mm": spacing, "by_kind": by_kind(rows), "cases": rows}
+        means, kinds = ({case_id: row[key] for case_id, row in rows.items()} for key in ("mean_dice", "kind"))
+        by_kind = mean_by_kind(means, kinds)
+        grid = {"spacing_mm": spacing, "by_kind": by_kind, "cases": rows}
         validation = [row["mean_dice"] for row in rows.values() if row["fold"] == 0]
         grid["validation_fold_0_mean_dice"] = round(float(np.mean(validation)), 4)
         result["grids"][f"{spacing}mm"] = grid
