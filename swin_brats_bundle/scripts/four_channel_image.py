@@ -14,24 +14,26 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+from monai.transforms import Compose, EnsureChannelFirstd, LoadImaged
 
 if __package__ in (None, ""):  # run as a file: make the bundle root importable so `scripts.*` resolves
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from scripts.atomic import atomic_path
 from scripts.cases import dataset_info, inference_cases
+from scripts.transforms import ReorderChannelsd
+
+# inference.json's loading, with the source integer type kept (dtype None)
+LOAD_IN_NETWORK_ORDER = Compose(
+    [LoadImaged("image", image_only=True, dtype=None), EnsureChannelFirstd("image"), ReorderChannelsd("image")]
+)
 
 
 def four_channel_image(case: dict) -> nib.Nifti1Image:
-    """One inference case (`cases.inference_cases`) as a (x, y, z, 4) image in the network's channel order."""
-    image = case["image"]
-    if isinstance(image, str):  # one 4D file (MSD): reorder its channels
-        source = nib.load(image)
-        data = np.asarray(source.dataobj)[..., case["channel_indices"]]
-    else:  # one file per modality, already listed in the network's order
-        sources = [nib.load(path) for path in image]
-        data, source = np.stack([np.asarray(s.dataobj) for s in sources], axis=-1), sources[0]
-    return nib.Nifti1Image(data, source.affine)
+    """One inference case (`cases.inference_cases`) as a (x, y, z, 4) image in the network's channel order, loaded
+    and reordered by the transforms inference.json runs (the case's own `channel_indices`)."""
+    image = LOAD_IN_NETWORK_ORDER(dict(case))["image"]
+    return nib.Nifti1Image(np.moveaxis(image.numpy(), 0, -1), image.affine.numpy())
 
 
 def main() -> None:

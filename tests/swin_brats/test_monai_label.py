@@ -15,13 +15,13 @@ import torch
 from conftest import BUNDLE, run_bundle
 from monai.bundle import ConfigParser
 from monai.transforms import LoadImaged, SaveImaged
-from scripts.cases import CHANNELS, MSD_CHANNEL_INDICES
+from scripts.cases import BRATS_LAYOUTS, CHANNELS, MSD_CHANNEL_INDICES
 from scripts.labels import CONVENTIONS, UNSCANNED_CONVENTION, label_names
 
 # The checkpoint's own settings, written into the copy's inference.json as a user serving such a model would:
 # MONAI Label overrides nothing but bundle_root.
 MODEL_SETTINGS = {"feature_size": 12, "roi_size": [64, 64, 64], "amp": False}
-SUFFIXES = {"FLAIR": "flair", "T1ce": "t1ce", "T1": "t1", "T2": "t2"}
+SUFFIXES = dict(zip(CHANNELS, BRATS_LAYOUTS["brats2021"]["modalities"], strict=True))  # FLAIR -> flair, ...
 
 
 @pytest.fixture(scope="module")
