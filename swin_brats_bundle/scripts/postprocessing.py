@@ -1,6 +1,6 @@
 """Post-processing of predicted TC/WT/ET regions as BraTS pipelines do it, alike in validation, evaluation, inference.
 
-Both rules work on binary, nested region channels (after `labels.NestRegionsd`) and keep them nested.
+The rules work on binary, nested region channels (after `labels.NestRegionsd`) and keep them nested.
 Sizes are in mm³, read from the prediction's affine, so one setting means the same on a 1 mm and a 2 mm grid.
 """
 
@@ -18,6 +18,9 @@ from scipy import ndimage
 from scripts.labels import REGIONS, NestRegionsd
 
 ENHANCING = REGIONS.index("ET")
+CORE = REGIONS.index("TC")
+WHOLE = REGIONS.index("WT")
+CONNECTIVITY = 3  # 26-connected in 3D
 
 
 def voxel_volume_mm3(image: torch.Tensor) -> float:
@@ -31,7 +34,7 @@ def voxel_volume_mm3(image: torch.Tensor) -> float:
 def remove_small_components(regions: torch.Tensor, min_voxels: float) -> torch.Tensor:
     """Clear every connected component (26-connected) of each channel smaller than `min_voxels`."""
     kept = regions.clone()
-    structure = np.ones((3,) * (regions.ndim - 1), dtype=bool)
+    structure = np.ones((CONNECTIVITY,) * (regions.ndim - 1), dtype=bool)
     for channel in range(regions.shape[0]):
         mask = regions[channel].detach().cpu().numpy() > 0.5
         components, count = ndimage.label(mask, structure=structure)
@@ -97,16 +100,60 @@ class SmallEnhancingToCored(MapTransform):
         return d
 
 
+def remove_coreless_lesions(regions: torch.Tensor, min_voxels: float) -> torch.Tensor:
+    """Clear whole-tumour components without a tumour-core voxel smaller than `min_voxels`, if another has a core."""
+    whole = regions[WHOLE].detach().cpu().numpy() > 0.5
+    components, count = ndimage.label(whole, structure=np.ones((CONNECTIVITY,) * whole.ndim, dtype=bool))
+    cored = np.unique(components[regions[CORE].detach().cpu().numpy() > 0.5])
+    cored = cored[cored > 0]
+    if count == 0 or cored.size == 0:
+        return regions
+    sizes = np.bincount(components.ravel(), minlength=count + 1)
+    drop = np.setdiff1d(np.flatnonzero(sizes < min_voxels), np.append(cored, 0))
+    if drop.size == 0:
+        return regions
+    kept = regions.clone()
+    kept[:, torch.from_numpy(np.isin(components, drop)).to(regions.device)] = 0
+    return kept
+
+
+class RemoveCorelessLesionsd(MapTransform):
+    """Remove predicted lesions (whole-tumour components) that hold no tumour core and are under `min_size_mm3`,
+    in a case where some lesion has a core: edema-like islands away from the tumour, false positives of a model that
+    has seen few cases. A case whose lesions all lack a core keeps them (a tumour without a predicted core is still
+    found), and so does a large coreless lesion. MONAI has no rule that looks at one region inside another.
+    `min_size_mm3` 0 switches it off.
+    """
+
+    def __init__(self, keys: KeysCollection, min_size_mm3: float, allow_missing_keys: bool = False) -> None:
+        super().__init__(keys, allow_missing_keys)
+        if min_size_mm3 < 0:
+            raise ValueError(f"min_size_mm3 must be 0 (off) or positive, got {min_size_mm3}.")
+        self.min_size_mm3 = float(min_size_mm3)
+
+    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
+        d = dict(data)
+        if self.min_size_mm3 == 0:
+            return d
+        for key in self.key_iterator(d):
+            d[key] = remove_coreless_lesions(d[key], self.min_size_mm3 / voxel_volume_mm3(d[key]))
+        return d
+
+
 def region_postprocessing(
-    keys: KeysCollection = "pred", min_component_mm3: float = 0.0, min_enhancing_mm3: float = 0.0
+    keys: KeysCollection = "pred",
+    min_component_mm3: float = 0.0,
+    min_enhancing_mm3: float = 0.0,
+    min_coreless_lesion_mm3: float = 0.0,
 ) -> Compose:
-    """Logits -> binary nested TC/WT/ET regions -> the two rules above: the one chain every workflow applies."""
+    """Logits -> binary nested TC/WT/ET regions -> the three rules above: the one chain every workflow applies."""
     return Compose(
         [
             Activationsd(keys=keys, sigmoid=True),
             AsDiscreted(keys=keys, threshold=0.5),
             NestRegionsd(keys=keys),
             RemoveSmallComponentsd(keys=keys, min_size_mm3=min_component_mm3),
+            RemoveCorelessLesionsd(keys=keys, min_size_mm3=min_coreless_lesion_mm3),
             SmallEnhancingToCored(keys=keys, min_size_mm3=min_enhancing_mm3),
         ]
     )

@@ -1,4 +1,5 @@
-"""Post-processing on hand-made region maps: small islands removed per region, large ones untouched, the ET rule."""
+"""Post-processing on hand-made region maps: small islands removed per region, large ones untouched, coreless lesions,
+the ET rule."""
 
 from __future__ import annotations
 
@@ -7,7 +8,12 @@ import pytest
 import torch
 from conftest import BUNDLE  # noqa: F401  (puts the bundle on sys.path)
 from monai.data import MetaTensor
-from scripts.postprocessing import RemoveSmallComponentsd, SmallEnhancingToCored, region_postprocessing
+from scripts.postprocessing import (
+    RemoveCorelessLesionsd,
+    RemoveSmallComponentsd,
+    SmallEnhancingToCored,
+    region_postprocessing,
+)
 
 TC, WT, ET = 0, 1, 2
 
@@ -49,6 +55,27 @@ def test_island_sizes_are_in_mm3_so_the_grid_does_not_matter() -> None:
     assert removed[WT, 20:22, 20:22, 20:22].sum() == 0 and removed[WT].sum() == 1000 + 27
 
 
+def test_a_coreless_lesion_goes_beside_a_cored_one_unless_it_is_large_and_a_case_without_any_core_keeps_all() -> None:
+    regions = _regions()  # coreless: the 8-voxel WT island; the 27-voxel island and the big tumour have a core
+    regions[WT, 14:19, 14:19, 0:4] = 1  # a 100-voxel coreless lesion
+    removed = RemoveCorelessLesionsd("pred", min_size_mm3=101)({"pred": regions})["pred"]
+    assert removed[WT, 20:22, 20:22, 20:22].sum() == 0 and removed[WT, 14:19, 14:19, 0:4].sum() == 0
+    assert (
+        removed[WT].sum() == 1000 + 27
+        and torch.equal(removed[TC], regions[TC])
+        and torch.equal(removed[ET], regions[ET])
+    )
+    large_kept = RemoveCorelessLesionsd("pred", min_size_mm3=100)({"pred": regions})["pred"]  # 100 is not below 100
+    assert large_kept[WT, 14:19, 14:19, 0:4].sum() == 100 and large_kept[WT, 20:22, 20:22, 20:22].sum() == 0
+    coreless_case = regions.clone()
+    coreless_case[TC] = coreless_case[ET] = 0  # no lesion has a core: nothing to compare with, all stay
+    assert torch.equal(RemoveCorelessLesionsd("pred", min_size_mm3=1e9)({"pred": coreless_case})["pred"], coreless_case)
+    # sizes in mm³: at 2 mm the 8-voxel island is 64 mm³
+    coarse = _regions(spacing_mm=2.0)
+    assert RemoveCorelessLesionsd("pred", min_size_mm3=64)({"pred": coarse})["pred"][WT, 20:22, 20:22, 20:22].sum() == 8
+    assert RemoveCorelessLesionsd("pred", min_size_mm3=65)({"pred": coarse})["pred"][WT, 20:22, 20:22, 20:22].sum() == 0
+
+
 def test_a_small_enhancing_tumour_becomes_core_and_a_large_one_stays() -> None:
     regions = _regions()  # ET: 64 + 1 = 65 voxels at 1 mm
     relabelled = SmallEnhancingToCored("pred", min_size_mm3=70)({"pred": regions})["pred"]
@@ -60,7 +87,7 @@ def test_a_small_enhancing_tumour_becomes_core_and_a_large_one_stays() -> None:
 
 def test_zero_switches_each_rule_off_and_negative_sizes_are_refused() -> None:
     regions = _regions()
-    for rule in (RemoveSmallComponentsd, SmallEnhancingToCored):
+    for rule in (RemoveSmallComponentsd, RemoveCorelessLesionsd, SmallEnhancingToCored):
         assert torch.equal(rule("pred", min_size_mm3=0)({"pred": regions})["pred"], regions)
         with pytest.raises(ValueError, match="min_size_mm3 must be 0"):
             rule("pred", min_size_mm3=-1)
@@ -75,6 +102,8 @@ def test_the_chain_thresholds_nests_then_applies_both_rules() -> None:
     assert nested_only[TC].sum() == nested_only[WT, :12].sum() == nested_only[ET].sum() == 8
     cleaned = region_postprocessing("pred", min_component_mm3=5, min_enhancing_mm3=20)({"pred": pred})["pred"]
     assert cleaned[ET].sum() == 0 and cleaned[TC].sum() == 8  # the 8 mm³ ET is core now
+    cleaned = region_postprocessing("pred", min_coreless_lesion_mm3=10)({"pred": pred})["pred"]
+    assert cleaned[WT].sum() == 8 and cleaned[WT, 20:22].sum() == 0  # the coreless island beside the cored one
     cleaned = region_postprocessing("pred", min_component_mm3=10)({"pred": pred})["pred"]
     assert cleaned.sum() == 0  # every island is 8 mm³
     assert np.isclose(float(cleaned.affine[0, 0]), 1.0)  # metadata carried for saving
