@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 TORCH_PIN := torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test zoo-check package bench lint format clean
+.PHONY: install deploy-install demo test zoo-check package bench lint format clean
 
 install: $(STAMP)
 
@@ -17,12 +17,26 @@ $(STAMP): requirements.txt
 	$(PY) -m pip install --quiet -r requirements.txt
 	touch $(STAMP)
 
+# The MONAI Deploy app's own environment (deploy/README.md): the SDK pulls Holoscan, so it stays out of .venv.
+DEPLOY_VENV := deploy/.venv
+DEPLOY_PY := $(DEPLOY_VENV)/bin/python
+DEPLOY_STAMP := $(DEPLOY_VENV)/.installed
+
+deploy-install: $(DEPLOY_STAMP)
+
+$(DEPLOY_STAMP): deploy/requirements.txt
+	$(PYTHON) -m venv $(DEPLOY_VENV)
+	$(DEPLOY_PY) -m pip install --quiet --upgrade pip
+	$(DEPLOY_PY) -m pip install --quiet $(TORCH_PIN)
+	$(DEPLOY_PY) -m pip install --quiet -r deploy/requirements.txt
+	touch $(DEPLOY_STAMP)
+
 demo: install
 	bash swin_brats_bundle/scripts/demo.sh
 
 # One pytest process per bundle: both bundles have a `scripts` package, as model-zoo bundles do.
 TEST_SUITES := $(wildcard tests/swin_brats tests/classification)
-LINTED := $(wildcard swin_brats_bundle classification_bundle tests ci bench)
+LINTED := $(wildcard swin_brats_bundle classification_bundle tests ci bench deploy)
 
 # Model-zoo checks of both bundles (ci/README.md lists them); BASE_REF=origin/main also requires a version bump of
 # every bundle whose files differ from that ref.
@@ -30,11 +44,13 @@ BUNDLES := swin_brats_bundle classification_bundle
 BASE_REF ?=
 OUT ?= dist
 
-test: install
+# tests/deploy runs in the app's environment; its `run inference` reference runs in .venv.
+test: install deploy-install
 	$(PY) -m ruff check $(LINTED)
 	$(PY) -m ruff format --check $(LINTED)
 	$(PY) ci/check_bundle.py $(BUNDLES) $(if $(BASE_REF),--base-ref $(BASE_REF))
 	@set -e; for suite in $(TEST_SUITES); do echo "== pytest $$suite"; $(PY) -m pytest $$suite; done
+	@echo "== pytest tests/deploy"; $(DEPLOY_PY) -m pytest tests/deploy
 
 zoo-check: install
 	$(PY) ci/check_bundle.py $(BUNDLES) $(if $(BASE_REF),--base-ref $(BASE_REF))
