@@ -42,6 +42,7 @@ SEED = {
     "min_component_mm3": 0,
     "min_enhancing_mm3": 0,
     "min_coreless_lesion_mm3": 0,
+    "region_thresholds": [0.5, 0.5, 0.5],
 }
 FULL = {"val_interval": 2}  # the two main runs: 20 epochs (quick.json), validated every other epoch
 SHORT = {"epochs": 8}  # the ablations: 8 epochs (validated at 4 and 8), each default taken back alone
@@ -60,13 +61,20 @@ TRAIN_DEFAULTS = json.loads((BUNDLE / "configs" / "train.json").read_text())
 COMPONENTS = TRAIN_DEFAULTS["min_component_mm3"] or 200
 ENHANCING = TRAIN_DEFAULTS["min_enhancing_mm3"] or 200  # the ET rule is off by default: measured at 200 mm³ anyway
 CORELESS = TRAIN_DEFAULTS["min_coreless_lesion_mm3"] or 5000
-OFF = {"min_component_mm3": 0, "min_enhancing_mm3": 0, "min_coreless_lesion_mm3": 0}
+THRESHOLDS = TRAIN_DEFAULTS["region_thresholds"]
+OFF = {"min_component_mm3": 0, "min_enhancing_mm3": 0, "min_coreless_lesion_mm3": 0, "region_thresholds": [0.5] * 3}
 POSTPROCESSING = {  # evaluated on a trained model: name -> the three rules' sizes in mm³ (0 = off)
     "none": OFF,
     f"small components removed ({COMPONENTS} mm3)": {**OFF, "min_component_mm3": COMPONENTS},
     f"coreless lesions removed ({CORELESS} mm3)": {**OFF, "min_coreless_lesion_mm3": CORELESS},
     f"small ET relabelled as core ({ENHANCING} mm3)": {**OFF, "min_enhancing_mm3": ENHANCING},
-    "all three": {"min_component_mm3": COMPONENTS, "min_enhancing_mm3": ENHANCING, "min_coreless_lesion_mm3": CORELESS},
+    f"region thresholds {THRESHOLDS}": {**OFF, "region_thresholds": THRESHOLDS},
+    "all": {
+        "min_component_mm3": COMPONENTS,
+        "min_enhancing_mm3": ENHANCING,
+        "min_coreless_lesion_mm3": CORELESS,
+        "region_thresholds": THRESHOLDS,
+    },
 }
 TRAIN_CONFIGS = "['configs/train.json','configs/quick.json']"
 EVALUATE_CONFIGS = "['configs/train.json','configs/quick.json','configs/evaluate.json']"

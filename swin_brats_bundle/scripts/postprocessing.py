@@ -6,13 +6,13 @@ Sizes are in mm³, read from the prediction's affine, so one setting means the s
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping
+from collections.abc import Hashable, Mapping, Sequence
 
 import numpy as np
 import torch
 from monai.config import KeysCollection
 from monai.data.utils import affine_to_spacing
-from monai.transforms import Activationsd, AsDiscreted, Compose, MapTransform
+from monai.transforms import Activationsd, Compose, MapTransform
 from scipy import ndimage
 
 from scripts.labels import REGIONS, NestRegionsd
@@ -29,6 +29,33 @@ def voxel_volume_mm3(image: torch.Tensor) -> float:
     if affine is None:
         return 1.0
     return float(np.prod(affine_to_spacing(torch.as_tensor(affine), r=image.ndim - 1).numpy()))
+
+
+class ThresholdRegionsd(MapTransform):
+    """Binarise each region channel at its own probability threshold (`region_thresholds`, in TC, WT, ET order).
+
+    MONAI's `AsDiscreted` takes one threshold for every channel. A higher ET threshold keeps the few uncertain ET voxels
+    that cost a case without enhancing tumour its whole ET score.
+    """
+
+    def __init__(self, keys: KeysCollection, thresholds: Sequence[float], allow_missing_keys: bool = False) -> None:
+        super().__init__(keys, allow_missing_keys)
+        thresholds = [float(t) for t in thresholds]
+        if len(thresholds) != len(REGIONS) or not all(0.0 < t < 1.0 for t in thresholds):
+            raise ValueError(
+                f"region_thresholds must be {len(REGIONS)} probabilities in (0, 1), one per region "
+                f"({', '.join(REGIONS)}), got {thresholds}."
+            )
+        self.thresholds = thresholds
+
+    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            probabilities = d[key]
+            shape = (len(self.thresholds),) + (1,) * (probabilities.ndim - 1)
+            thresholds = torch.tensor(self.thresholds, dtype=probabilities.dtype, device=probabilities.device)
+            d[key] = (probabilities >= thresholds.view(shape)).to(probabilities.dtype)
+        return d
 
 
 def remove_small_components(regions: torch.Tensor, min_voxels: float) -> torch.Tensor:
@@ -145,12 +172,13 @@ def region_postprocessing(
     min_component_mm3: float = 0.0,
     min_enhancing_mm3: float = 0.0,
     min_coreless_lesion_mm3: float = 0.0,
+    thresholds: Sequence[float] = (0.5, 0.5, 0.5),
 ) -> Compose:
     """Logits -> binary nested TC/WT/ET regions -> the three rules above: the one chain every workflow applies."""
     return Compose(
         [
             Activationsd(keys=keys, sigmoid=True),
-            AsDiscreted(keys=keys, threshold=0.5),
+            ThresholdRegionsd(keys=keys, thresholds=thresholds),
             NestRegionsd(keys=keys),
             RemoveSmallComponentsd(keys=keys, min_size_mm3=min_component_mm3),
             RemoveCorelessLesionsd(keys=keys, min_size_mm3=min_coreless_lesion_mm3),

@@ -23,7 +23,8 @@ TINY = ["--feature_size", "12", "--roi_size", "[64,64,64]", "--num_workers", "0"
 SHAPE = (64, 64, 48)
 LAYOUTS = ("brats2021", "brats2023", "msd")
 # For tests about the network's own voxels: the small-component and small-ET rules off.
-NO_POSTPROCESSING = ("--min_component_mm3", "0", "--min_enhancing_mm3", "0", "--min_coreless_lesion_mm3", "0")
+NO_POSTPROCESSING = ("--min_component_mm3", "0", "--min_enhancing_mm3", "0", "--min_coreless_lesion_mm3", "0",
+                     "--region_thresholds", "[0.5,0.5,0.5]")  # fmt: skip
 # For tests comparing label maps voxel by voxel with an fp32 reference: bf16 (the default on CPUs that have it)
 # rounds differently and flips voxels near the threshold.
 FP32 = ("--amp", "False")

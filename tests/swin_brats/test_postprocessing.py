@@ -12,6 +12,7 @@ from scripts.postprocessing import (
     RemoveCorelessLesionsd,
     RemoveSmallComponentsd,
     SmallEnhancingToCored,
+    ThresholdRegionsd,
     region_postprocessing,
 )
 
@@ -107,3 +108,17 @@ def test_the_chain_thresholds_nests_then_applies_both_rules() -> None:
     cleaned = region_postprocessing("pred", min_component_mm3=10)({"pred": pred})["pred"]
     assert cleaned.sum() == 0  # every island is 8 mm³
     assert np.isclose(float(cleaned.affine[0, 0]), 1.0)  # metadata carried for saving
+
+
+def test_each_region_has_its_own_threshold_and_bad_thresholds_are_refused() -> None:
+    probabilities = torch.full((3, 4, 4, 4), 0.55)
+    probabilities[:, 0] = 0.65
+    out = ThresholdRegionsd("pred", thresholds=(0.5, 0.5, 0.6))({"pred": MetaTensor(probabilities)})["pred"]
+    assert out[TC].sum() == out[WT].sum() == 64 and out[ET].sum() == 16 and out[ET, 0].all()
+    assert isinstance(out, MetaTensor)
+    for bad in ((0.5, 0.5), (0.5, 0.5, 1.0), (0.0, 0.5, 0.5)):
+        with pytest.raises(ValueError, match=r"region_thresholds must be 3 probabilities in \(0, 1\)"):
+            ThresholdRegionsd("pred", thresholds=bad)
+    logits = torch.logit(probabilities)
+    chained = region_postprocessing("pred", thresholds=(0.5, 0.5, 0.6))({"pred": MetaTensor(logits)})["pred"]
+    assert torch.equal(chained.as_tensor(), out.as_tensor())
