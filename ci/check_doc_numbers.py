@@ -24,6 +24,7 @@ DOCUMENTS = (
     "swin_brats_bundle/docs/README.md",
     "swin_brats_bundle/docs/normalization.md",
     "classification_bundle/docs/README.md",
+    "deploy/README.md",
 )
 RESULTS = "bench/results"
 # a decimal not inside a word, a path, a version (1.6.1) or a longer number
