@@ -98,10 +98,12 @@ class TrainingCheckpoint:
         lr_scheduler: Any = None,
         best_model: BestModelSaver | None = None,
         interval: int = 1,
+        weight_average: Any = None,
     ) -> None:
         self.path = Path(save_dir) / TRAINING_CHECKPOINT
         self.network, self.optimizer, self.lr_scheduler = network, optimizer, lr_scheduler
         self.best_model = best_model
+        self.weight_average = weight_average
         self.interval = interval
 
     def attach(self, engine: Engine) -> None:
@@ -120,6 +122,8 @@ class TrainingCheckpoint:
             state["scaler"] = scaler.state_dict()
         if self.best_model is not None:
             state["best_metric"] = {"value": self.best_model.best_metric, "epoch": self.best_model.best_epoch}
+        if self.weight_average is not None and self.weight_average.enabled:
+            state["ema_model"] = self.weight_average.network.state_dict()
         save_atomic(state, self.path)
 
 
@@ -131,6 +135,7 @@ def resume_training(
     lr_scheduler: Any = None,
     best_model: BestModelSaver | None = None,
     debug: bool = False,
+    weight_average: Any = None,
 ) -> int:
     """Restore what `TrainingCheckpoint` saved so `trainer.run()` continues after its epoch; return that epoch.
 
@@ -144,6 +149,8 @@ def resume_training(
         epoch, iteration = int(state["trainer"]["epoch"]), int(state["trainer"]["iteration"])
         unwrap(network).load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
+        if weight_average is not None and weight_average.enabled and "ema_model" in state:
+            weight_average.load_state_dict(state["ema_model"])
     except (KeyError, TypeError, ValueError, RuntimeError) as error:
         stop(f"{path} does not fit the configured network and optimiser ({first_line(error)})", debug, error)
     if lr_scheduler is not None and "lr_scheduler" in state:
