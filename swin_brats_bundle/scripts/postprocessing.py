@@ -74,7 +74,30 @@ def remove_small_components(regions: torch.Tensor, min_voxels: float) -> torch.T
     return kept
 
 
-class RemoveSmallComponentsd(MapTransform):
+class SizeRuled(MapTransform):
+    """A post-processing rule with a size in mm³ (`min_size_mm3`, 0: off), applied per key as `rule(regions,
+    min_voxels)` with the size turned into voxels from the prediction's affine."""
+
+    def __init__(self, keys: KeysCollection, min_size_mm3: float, allow_missing_keys: bool = False) -> None:
+        super().__init__(keys, allow_missing_keys)
+        if min_size_mm3 < 0:
+            raise ValueError(f"min_size_mm3 must be 0 (off) or positive, got {min_size_mm3}.")
+        self.min_size_mm3 = float(min_size_mm3)
+
+    @staticmethod
+    def rule(regions: torch.Tensor, min_voxels: float) -> torch.Tensor:
+        raise NotImplementedError
+
+    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
+        d = dict(data)
+        if self.min_size_mm3 == 0:
+            return d
+        for key in self.key_iterator(d):
+            d[key] = self.rule(d[key], self.min_size_mm3 / voxel_volume_mm3(d[key]))
+        return d
+
+
+class RemoveSmallComponentsd(SizeRuled):
     """Remove islands smaller than `min_size_mm3` from each region channel on its own.
 
     MONAI's `RemoveSmallObjectsd` labels the stacked channels as one 4-D image, so an island of TC or ET is joined
@@ -84,22 +107,19 @@ class RemoveSmallComponentsd(MapTransform):
     `min_size_mm3` 0 switches the rule off.
     """
 
-    def __init__(self, keys: KeysCollection, min_size_mm3: float, allow_missing_keys: bool = False) -> None:
-        super().__init__(keys, allow_missing_keys)
-        if min_size_mm3 < 0:
-            raise ValueError(f"min_size_mm3 must be 0 (off) or positive, got {min_size_mm3}.")
-        self.min_size_mm3 = float(min_size_mm3)
-
-    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
-        d = dict(data)
-        if self.min_size_mm3 == 0:
-            return d
-        for key in self.key_iterator(d):
-            d[key] = remove_small_components(d[key], self.min_size_mm3 / voxel_volume_mm3(d[key]))
-        return d
+    rule = staticmethod(remove_small_components)
 
 
-class SmallEnhancingToCored(MapTransform):
+def enhancing_to_core(regions: torch.Tensor, min_voxels: float) -> torch.Tensor:
+    """Clear the ET channel when its voxels, all together, are fewer than `min_voxels` (TC still holds them)."""
+    if not 0 < float((regions[ENHANCING] > 0.5).sum()) < min_voxels:
+        return regions
+    regions = regions.clone()
+    regions[ENHANCING] = 0
+    return regions
+
+
+class SmallEnhancingToCored(SizeRuled):
     """Relabel a predicted enhancing tumour smaller than `min_size_mm3` in all as necrotic core.
 
     BraTS scores a case without enhancing tumour 1 for an empty ET prediction and 0 for any false positive, so a few
@@ -107,24 +127,7 @@ class SmallEnhancingToCored(MapTransform):
     `min_size_mm3` 0 switches it off.
     """
 
-    def __init__(self, keys: KeysCollection, min_size_mm3: float, allow_missing_keys: bool = False) -> None:
-        super().__init__(keys, allow_missing_keys)
-        if min_size_mm3 < 0:
-            raise ValueError(f"min_size_mm3 must be 0 (off) or positive, got {min_size_mm3}.")
-        self.min_size_mm3 = float(min_size_mm3)
-
-    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
-        d = dict(data)
-        if self.min_size_mm3 == 0:
-            return d
-        for key in self.key_iterator(d):
-            regions = d[key]
-            enhancing = regions[ENHANCING] > 0.5
-            if 0 < float(enhancing.sum()) * voxel_volume_mm3(regions) < self.min_size_mm3:
-                regions = regions.clone()
-                regions[ENHANCING] = 0
-                d[key] = regions
-        return d
+    rule = staticmethod(enhancing_to_core)
 
 
 def remove_coreless_lesions(regions: torch.Tensor, min_voxels: float) -> torch.Tensor:
@@ -144,7 +147,7 @@ def remove_coreless_lesions(regions: torch.Tensor, min_voxels: float) -> torch.T
     return kept
 
 
-class RemoveCorelessLesionsd(MapTransform):
+class RemoveCorelessLesionsd(SizeRuled):
     """Remove predicted lesions (whole-tumour components) that hold no tumour core and are under `min_size_mm3`,
     in a case where some lesion has a core: edema-like islands away from the tumour, false positives of a model that
     has seen few cases. A case whose lesions all lack a core keeps them (a tumour without a predicted core is still
@@ -152,19 +155,7 @@ class RemoveCorelessLesionsd(MapTransform):
     `min_size_mm3` 0 switches it off.
     """
 
-    def __init__(self, keys: KeysCollection, min_size_mm3: float, allow_missing_keys: bool = False) -> None:
-        super().__init__(keys, allow_missing_keys)
-        if min_size_mm3 < 0:
-            raise ValueError(f"min_size_mm3 must be 0 (off) or positive, got {min_size_mm3}.")
-        self.min_size_mm3 = float(min_size_mm3)
-
-    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
-        d = dict(data)
-        if self.min_size_mm3 == 0:
-            return d
-        for key in self.key_iterator(d):
-            d[key] = remove_coreless_lesions(d[key], self.min_size_mm3 / voxel_volume_mm3(d[key]))
-        return d
+    rule = staticmethod(remove_coreless_lesions)
 
 
 def region_postprocessing(
