@@ -7,9 +7,7 @@ bundle's own environment: `make test` builds both.
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -18,7 +16,6 @@ import nibabel as nib
 import numpy as np
 import pydicom
 import pytest
-import torch
 from pydicom.dataset import FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
 
@@ -26,9 +23,9 @@ REPO = Path(__file__).resolve().parents[2]
 BUNDLE = REPO / "swin_brats_bundle"
 APP = REPO / "deploy" / "app.py"
 BUNDLE_PYTHON = Path(os.environ.get("SWIN_BRATS_BUNDLE_PYTHON", REPO / ".venv" / "bin" / "python"))
-sys.path[:0] = [str(REPO / "deploy"), str(BUNDLE)]
+sys.path[:0] = [str(REPO / "deploy"), str(BUNDLE), str(REPO / "tests")]
 
-from monai.bundle import ConfigParser  # noqa: E402
+from served_bundle import serve_bundle  # noqa: E402
 
 # The checkpoint's own settings, written into the copy's inference.json as for MONAI Label (tests/swin_brats/
 # test_monai_label.py): the app overrides nothing. fp32: bf16 autocast would round differently per process.
@@ -44,18 +41,7 @@ ENV = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "PYTHONWARNINGS": "ignore"}
 @pytest.fixture(scope="session")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A copy of the bundle with a seeded, untrained feature-size-12 models/model.pt and inference.json set to it."""
-    root = tmp_path_factory.mktemp("served") / "swin_brats_bundle"
-    shutil.copytree(BUNDLE, root, ignore=shutil.ignore_patterns("__pycache__", "eval", "*.pt", "*.ts"))
-    config_file = root / "configs" / "inference.json"
-    config = json.loads(config_file.read_text())
-    config.update(MODEL_SETTINGS)
-    config_file.write_text(json.dumps(config, indent=4) + "\n")
-    parser = ConfigParser()
-    parser.read_config(str(config_file))
-    torch.manual_seed(0)
-    (root / "models").mkdir(exist_ok=True)
-    torch.save(parser.get_parsed_content("network_def").state_dict(), root / "models" / "model.pt")
-    return root
+    return serve_bundle(tmp_path_factory.mktemp("served"), MODEL_SETTINGS)
 
 
 @pytest.fixture(scope="session")

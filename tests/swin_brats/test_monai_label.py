@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +17,9 @@ from monai.transforms import LoadImaged, SaveImaged
 from scripts.cases import BRATS_LAYOUTS, CHANNELS, MSD_CHANNEL_INDICES
 from scripts.labels import CONVENTIONS, UNSCANNED_CONVENTION, label_names
 
+sys.path.insert(0, str(BUNDLE.parent / "tests"))
+from served_bundle import serve_bundle  # noqa: E402
+
 # The checkpoint's own settings, written into the copy's inference.json as a user serving such a model would:
 # MONAI Label overrides nothing but bundle_root.
 MODEL_SETTINGS = {"feature_size": 12, "roi_size": [64, 64, 64], "amp": False}
@@ -27,18 +29,7 @@ SUFFIXES = dict(zip(CHANNELS, BRATS_LAYOUTS["brats2021"]["modalities"], strict=T
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A copy of the bundle with a crafted feature-size-12 models/model.pt and inference.json set to match it."""
-    root = tmp_path_factory.mktemp("served") / "swin_brats_bundle"
-    shutil.copytree(BUNDLE, root, ignore=shutil.ignore_patterns("__pycache__", "eval", "*.pt", "*.ts"))
-    config_file = root / "configs" / "inference.json"
-    config = json.loads(config_file.read_text())
-    config.update(MODEL_SETTINGS)
-    config_file.write_text(json.dumps(config, indent=4) + "\n")
-    parser = ConfigParser()
-    parser.read_config(str(config_file))
-    torch.manual_seed(0)
-    (root / "models").mkdir(exist_ok=True)
-    torch.save(parser.get_parsed_content("network_def").state_dict(), root / "models" / "model.pt")
-    return root
+    return serve_bundle(tmp_path_factory.mktemp("served"), MODEL_SETTINGS)
 
 
 @pytest.fixture(scope="module")
