@@ -462,41 +462,76 @@ def _enabled_weight_loaders(parser: Any, config: Any, prefix: str = "") -> list[
     return found
 
 
-# every config set a user runs (the workflows above and the overlays); each one's on/off keys must all pass
-# through its switch_check
-SWITCH_CONFIGS = {name: files for name, (_, files) in WORKFLOWS.items()} | {
+# every config set a user runs (the workflows above and the overlays); each one's knobs must all pass its knob_check
+KNOB_CONFIGS = {name: files for name, (_, files) in WORKFLOWS.items()} | {
     "train+multi_gpu_train": ["train.json", "multi_gpu_train.json"],
     "train+quick": ["train.json", "quick.json"],
     "inference+inference_torchscript": ["inference.json", "inference_torchscript.json"],
     "inference+inference_ensemble": ["inference.json", "inference_ensemble.json"],
 }
+STRUCTURE_KEYS = {"imports", "initialize", "run", "finalize", "training", "inference", "knobs"}
 
 
-def check_switches(bundle: Path) -> list[str]:
-    """Each run config set checks all its boolean top-level keys in `switch_check`, first thing in `initialize`."""
+def _plain_knobs(config: dict) -> set[str]:
+    """Top-level keys holding a plain value (no expression, reference, macro or component): what a user sets."""
+
+    def plain(value: Any) -> bool:
+        if isinstance(value, str):
+            return not value.startswith(("$", "@", "%"))
+        if isinstance(value, list):
+            return all(isinstance(v, int | float | bool) for v in value) and bool(value)
+        return not isinstance(value, dict)
+
+    return {k for k, v in config.items() if "#" not in k and k not in STRUCTURE_KEYS and plain(v)}
+
+
+def _bundle_knobs(bundle: Path) -> dict:
+    """The bundle's KNOBS, loaded from its file: in a process that already imported the other bundle's `scripts`
+    package, `from scripts.knobs import` would return that bundle's declarations."""
+    import importlib.util
+
+    if str(bundle) not in sys.path:
+        sys.path.insert(0, str(bundle))
+    spec = importlib.util.spec_from_file_location(f"{bundle.name}_knobs", bundle / "scripts" / "knobs.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.KNOBS
+
+
+def check_knobs(bundle: Path, declared: dict | None = None) -> list[str]:
+    """Each run config set passes every knob (each plain top-level key, each key scripts/knobs.py declares) to
+    `knob_check`, first thing in `initialize`, and every knob has a rule; on/off keys have the switch rule."""
     from monai.bundle import ConfigParser
 
+    if declared is None:
+        declared = _bundle_knobs(bundle)
     problems = []
-    for name, files in SWITCH_CONFIGS.items():
+    for name, files in KNOB_CONFIGS.items():
         paths = [bundle / "configs" / f for f in files]
         if not all(p.is_file() for p in paths):
             continue
         parser = ConfigParser()
         parser.read_config([str(p) for p in paths])
         config = parser.get()
-        switches_on = {k for k, v in config.items() if isinstance(v, bool)}
-        switches = (config.get("switch_check") or {}).get("switches", {})
-        if switches_on and "$@switch_check" not in config.get("initialize", []):
-            problems.append(f"{name}: `initialize` does not run `$@switch_check`")
-        if missing := sorted(switches_on - set(switches)):
-            problems.append(
-                f"{name}: on/off key(s) {', '.join(missing)} not in switch_check#switches "
-                "(the CLI would pass a lowercase 'false' through as a truthy string)"
-            )
+        knobs = _plain_knobs(config) | (set(config) & set(declared))
+        listed = config.get("knobs") or {}
+        initialize = config.get("initialize", [])
+        if knobs and "$@knob_check" not in initialize[:2]:
+            problems.append(f"{name}: `initialize` does not run `$@knob_check` before any other work")
+        if undeclared := sorted(knobs - set(declared)):
+            problems.append(f"{name}: knob(s) {', '.join(undeclared)} have no rule in scripts/knobs.py")
+        if missing := sorted(knobs - set(listed)):
+            problems.append(f"{name}: knob(s) {', '.join(missing)} not in `knobs`, so their values go unchecked")
         problems += [
-            f"{name}: switch_check#switches#{key} is {value!r}, not a reference to the on/off key @{key}"
-            for key, value in switches.items()
-            if value != f"@{key}" or key not in switches_on
+            f"{name}: knobs#{key} is {value!r}, not a reference to the top-level key @{key}"
+            for key, value in listed.items()
+            if value != f"@{key}" or key not in config
+        ]
+        problems += [
+            f"{name}: on/off key {key} is not declared a switch in scripts/knobs.py "
+            "(the CLI would pass a lowercase 'false' through as a truthy string)"
+            for key, value in config.items()
+            if isinstance(value, bool) and key in declared and not declared[key].switch
         ]
     return problems
 
@@ -510,7 +545,7 @@ CHECKS: dict[str, Callable[..., list[str]]] = {
     "version": check_version,
     "net-in-out": check_net_in_out,
     "properties": check_properties,
-    "switches": check_switches,
+    "knobs": check_knobs,
     "export": check_export,
 }
 

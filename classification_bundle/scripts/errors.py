@@ -30,10 +30,3 @@ def stop(message: str, debug: bool = False, cause: BaseException | None = None) 
     if debug:
         raise InputError(message) from cause
     raise SystemExit(f"error: {message}")
-
-
-def require_switches(switches: dict[str, object]) -> None:
-    """Stop naming every on/off key that is not True/False: the CLI reads `--amp false` as the truthy string "false"."""
-    wrong = [f"{key}={value!r}" for key, value in switches.items() if not isinstance(value, bool)]
-    if wrong:
-        stop(f"on/off keys take True or False (capitalised on the command line), got {', '.join(wrong)}")

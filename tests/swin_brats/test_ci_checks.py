@@ -18,12 +18,12 @@ from check_bundle import (  # noqa: E402
     check_config_format,
     check_export,
     check_file_sizes,
+    check_knobs,
     check_layout,
     check_metadata_content,
     check_metadata_schema,
     check_net_in_out,
     check_properties,
-    check_switches,
     check_version,
 )
 from check_doc_numbers import unbacked_numbers  # noqa: E402
@@ -144,39 +144,39 @@ def test_both_bundles_pass_the_cheap_checks(bundle: str) -> None:
         check_metadata_content,
         check_config_format,
         check_file_sizes,
+        check_knobs,
         check_version,
-        check_switches,
     )
     for check in checks:
         assert check(REPO / bundle) == [], check.__name__
 
 
-def test_switches_flag_an_unchecked_on_off_key_a_stray_entry_and_a_skipped_check(tmp_path: Path) -> None:
+def test_knobs_flag_an_unruled_key_an_unchecked_knob_a_stray_entry_a_non_switch_and_a_late_check(
+    tmp_path: Path,
+) -> None:
+    from scripts.knob_rules import integer, switch
+
     configs = tmp_path / "configs"
     write_json(configs / "evaluate.json", {"load_pretrain": True})
-    train = {
-        "amp": True,
-        "resume": False,
-        "epochs": 3,
-        "switch_check": {"switches": {"amp": "@amp", "epochs": "@epochs"}},
-    }
-    write_json(configs / "train.json", {**train, "initialize": ["$@switch_check"]})
-    assert check_switches(tmp_path) == [
-        "train: on/off key(s) resume not in switch_check#switches (the CLI would pass a lowercase 'false' through as a "
-        "truthy string)",
-        "train: switch_check#switches#epochs is '@epochs', not a reference to the on/off key @epochs",
-        "train+evaluate: on/off key(s) load_pretrain, resume not in switch_check#switches (the CLI would pass a "
+    declared = {"amp": switch(), "epochs": integer(1), "load_pretrain": integer(0)}
+    train = {"amp": True, "epochs": 3, "ckpt_dir": "$@bundle_root", "knobs": {"amp": "@amp", "roi": "@epochs"}}
+    write_json(configs / "train.json", {**train, "initialize": ["$@knob_check"]})
+    assert check_knobs(tmp_path, declared) == [
+        "train: knob(s) epochs not in `knobs`, so their values go unchecked",
+        "train: knobs#roi is '@epochs', not a reference to the top-level key @roi",
+        "train+evaluate: knob(s) epochs, load_pretrain not in `knobs`, so their values go unchecked",
+        "train+evaluate: knobs#roi is '@epochs', not a reference to the top-level key @roi",
+        "train+evaluate: on/off key load_pretrain is not declared a switch in scripts/knobs.py (the CLI would pass a "
         "lowercase 'false' through as a truthy string)",
-        "train+evaluate: switch_check#switches#epochs is '@epochs', not a reference to the on/off key @epochs",
     ]
-    train["switch_check"]["switches"] = {"amp": "@amp", "resume": "@resume"}
-    write_json(configs / "train.json", {**train, "initialize": []})
-    write_json(
-        configs / "evaluate.json", {"switch_check#switches#load_pretrain": "@load_pretrain", "load_pretrain": True}
-    )
-    assert check_switches(tmp_path) == [
-        "train: `initialize` does not run `$@switch_check`",
-        "train+evaluate: `initialize` does not run `$@switch_check`",
+    train["knobs"] = {"amp": "@amp", "epochs": "@epochs", "seed": "@seed"}
+    write_json(configs / "train.json", {**train, "seed": 1, "initialize": ["$print()", "$@preflight", "$@knob_check"]})
+    write_json(configs / "evaluate.json", {"knobs#load_pretrain": "@load_pretrain", "load_pretrain": 1})
+    assert check_knobs(tmp_path, declared) == [
+        "train: `initialize` does not run `$@knob_check` before any other work",
+        "train: knob(s) seed have no rule in scripts/knobs.py",
+        "train+evaluate: `initialize` does not run `$@knob_check` before any other work",
+        "train+evaluate: knob(s) seed have no rule in scripts/knobs.py",
     ]
 
 

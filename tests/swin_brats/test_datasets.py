@@ -20,7 +20,7 @@ from scripts.transforms import LoadImagePerThreadd
 
 
 def _train_workflow(data: Path, tmp_path: Path, **overrides) -> ConfigWorkflow:
-    return train_workflow(data, tmp_path / "models", tmp_path / "out", **{"roi_size": [32, 32, 32], **overrides})
+    return train_workflow(data, tmp_path / "models", tmp_path / "out", **{"roi_size": [64, 64, 64], **overrides})
 
 
 def _train_dataset(data: Path, tmp_path: Path, **overrides) -> Dataset:
@@ -35,16 +35,16 @@ def test_memory_cache_holds_the_normalised_brain_and_crops_hold_tumour(make_data
         brain = channel != 0
         assert abs(float(channel[brain].mean())) < 1e-3
         assert float(channel[brain].std(unbiased=False)) == pytest.approx(1.0, abs=1e-3)
-    # cropped to the brain's box (voxels above 0 in any modality) before caching, then padded up to the 32^3 ROI
+    # cropped to the brain's box (voxels above 0 in any modality) before caching, then padded up to the 64^3 ROI
     files = dataset.data[0]["image"]
     brain = np.any([np.asarray(nib.load(path).dataobj) > 0 for path in files], axis=0)
     box = [int(hits.max() - hits.min()) + 1 for hits in np.nonzero(brain)]
     assert box != [64, 64, 48], "the synthetic case should have background around the brain"
-    assert tuple(cached["image"].shape[1:]) == tuple(max(side, 32) for side in box)
+    assert tuple(cached["image"].shape[1:]) == tuple(max(side, 64) for side in box)
     assert cached["label"].shape[1:] == cached["image"].shape[1:]
     for _ in range(4):
         (sample,) = dataset[0]
-        assert sample["image"].shape == (4, 32, 32, 32) and sample["label"].shape == (3, 32, 32, 32)
+        assert sample["image"].shape == (4, 64, 64, 64) and sample["label"].shape == (3, 64, 64, 64)
         assert not isinstance(sample["image"], MetaTensor)  # EnsureTyped(track_meta=False) ends the pipeline
         assert bool(sample["label"][1].any()), "with crop_tumour_fraction 1 every crop is centred on tumour"
 
@@ -56,7 +56,7 @@ def test_disk_cache_and_no_cache(make_dataset, tmp_path: Path) -> None:
     disk[0]
     assert len(list((tmp_path / "cache").glob("*.pt"))) == 1
     same = _train_dataset(data, tmp_path, cache="disk", cache_dir=str(tmp_path / "cache"))
-    other_padding = _train_dataset(data, tmp_path, cache="disk", cache_dir=str(tmp_path / "cache"), roi_size=[80] * 3)
+    other_padding = _train_dataset(data, tmp_path, cache="disk", cache_dir=str(tmp_path / "cache"), roi_size=[96] * 3)
     assert same.transform_hash == disk.transform_hash != other_padding.transform_hash  # settings are in the key
     plain = _train_dataset(data, tmp_path, cache="none")
     assert type(plain) is Dataset
@@ -107,7 +107,7 @@ def test_loader_workers_keep_each_crop_with_its_case_and_seeded_epochs_repeat(ma
         batches = []
         for _ in range(2):
             for batch in loader:
-                assert batch["image"].shape[2:] == batch["label"].shape[2:] == (32, 32, 32)
+                assert batch["image"].shape[2:] == batch["label"].shape[2:] == (64, 64, 64)
                 batches.append(torch.cat([batch["image"], batch["label"].float()], 1))
         return batches
 

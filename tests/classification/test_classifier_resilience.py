@@ -129,7 +129,9 @@ def test_torchrun_ddp_on_cpu_matches_single_process_evaluation(tmp_path: Path) -
     assert json.loads((tmp_path / "evaluation" / "metrics.json").read_text())["num_samples"] == 10
 
 
-@pytest.mark.parametrize("hook", ["atomic.py", "errors.py", "checkpoint.py", "tracking.py", "environment.py"])
+@pytest.mark.parametrize(
+    "hook", ["atomic.py", "errors.py", "checkpoint.py", "tracking.py", "environment.py", "knob_rules.py"]
+)
 def test_hooks_copied_from_the_segmentation_bundle_stay_identical(hook: str) -> None:
     """Each bundle must zip and run alone, so these hooks are copies; a fix to one must reach both."""
     assert (BUNDLE / "scripts" / hook).read_text() == (
@@ -146,6 +148,6 @@ def test_a_lowercase_switch_is_refused_by_name(workflow: str, tmp_path: Path) ->
     done = subprocess.run(command, cwd=BUNDLE, capture_output=True, text=True, timeout=600)
     assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-3000:]
     assert done.stderr.strip().splitlines()[-1] == (
-        "error: on/off keys take True or False (capitalised on the command line), got resume='false'"
+        "error: resume='false' is not allowed: True or False (capitalised on the command line)"
     )
     assert not (tmp_path / "run").exists()
