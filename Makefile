@@ -34,8 +34,6 @@ $(DEPLOY_STAMP): deploy/requirements.txt
 demo: install
 	bash swin_brats_bundle/scripts/demo.sh
 
-# One pytest process per bundle: both bundles have a `scripts` package, as model-zoo bundles do.
-TEST_SUITES := $(wildcard tests/swin_brats tests/classification)
 LINTED := $(wildcard swin_brats_bundle classification_bundle tests ci bench deploy)
 
 # Model-zoo checks of both bundles (ci/README.md lists them); BASE_REF=origin/main also requires a version bump of
@@ -44,12 +42,10 @@ BUNDLES := swin_brats_bundle classification_bundle
 BASE_REF ?=
 OUT ?= dist
 
-# tests/deploy runs in the app's environment; its `run inference` reference runs in .venv.
-test: install deploy-install
-	$(PY) -m ruff check $(LINTED)
-	$(PY) -m ruff format --check $(LINTED)
-	$(PY) ci/check_bundle.py $(BUNDLES) $(if $(BASE_REF),--base-ref $(BASE_REF))
-	@set -e; for suite in $(TEST_SUITES); do echo "== pytest $$suite"; $(PY) -m pytest $$suite; done
+# Both bundle suites in one pytest process (tests/conftest.py; the classifier's tests swap in its own `scripts`
+# package); tests/deploy runs in the app's environment, its `run inference` reference in .venv.
+test: lint zoo-check deploy-install
+	$(PY) -m pytest
 	@echo "== pytest tests/deploy"; $(DEPLOY_PY) -m pytest tests/deploy
 
 zoo-check: install
@@ -65,6 +61,7 @@ bench: install
 
 lint: install
 	$(PY) -m ruff check $(LINTED)
+	$(PY) -m ruff format --check $(LINTED)
 
 format: install
 	$(PY) -m ruff format $(LINTED)
