@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 TORCH_PIN := torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: install deploy-install demo test zoo-check package bench lint format clean
+.PHONY: install deploy-install demo test zoo-check package bench lint format sync-hooks clean
 
 install: $(STAMP)
 
@@ -58,6 +58,10 @@ package: install
 # Segmentation speed benchmarks (bench/README.md); each prints JSON and writes bench/results/swin_brats_*.json.
 bench: install
 	cd bench/swin_brats && ../../$(PY) training.py && ../../$(PY) inference.py && ../../$(PY) scaling.py --with_reference
+
+# The hooks both bundles carry (ci/shared_hooks.py lists them): swin_brats_bundle/scripts is the source.
+sync-hooks: install
+	$(PY) ci/shared_hooks.py --copy
 
 lint: install
 	$(PY) -m ruff check $(LINTED)

@@ -129,16 +129,6 @@ def test_torchrun_ddp_on_cpu_matches_single_process_evaluation(tmp_path: Path) -
     assert json.loads((tmp_path / "evaluation" / "metrics.json").read_text())["num_samples"] == 10
 
 
-@pytest.mark.parametrize(
-    "hook", ["atomic.py", "errors.py", "checkpoint.py", "tracking.py", "environment.py", "knob_rules.py"]
-)
-def test_hooks_copied_from_the_segmentation_bundle_stay_identical(hook: str) -> None:
-    """Each bundle must zip and run alone, so these hooks are copies; a fix to one must reach both."""
-    assert (BUNDLE / "scripts" / hook).read_text() == (
-        BUNDLE.parent / "swin_brats_bundle" / "scripts" / hook
-    ).read_text()
-
-
 @pytest.mark.parametrize("workflow", ["training", "evaluation"])
 def test_a_lowercase_switch_is_refused_by_name(workflow: str, tmp_path: Path) -> None:
     """`--resume false` arrives as the truthy string "false"; it must stop, not resume (evaluation: the same check)."""
