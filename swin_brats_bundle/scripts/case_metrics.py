@@ -16,12 +16,12 @@ from monai.data import MetaTensor, decollate_batch
 from scripts.atomic import atomic_write
 from scripts.cases import case_id_from_path
 from scripts.labels import CONVENTIONS, LabelConvention, regions_to_labels
-from scripts.metrics import DILATION_ITERATIONS, METRIC_COLUMNS, region_metrics, summarize
+from scripts.metrics import DILATION_ITERATIONS, METRIC_COLUMNS, REGION_ORDER, region_metrics, summarize
 from scripts.visualize import CaseViews, draw_views, extract_views, ras_spacing, reorient_to_ras
 
 logger = logging.getLogger(__name__)
 
-DICE_COLUMNS = ("dice_et", "dice_tc", "dice_wt")
+DICE_COLUMNS = tuple(f"dice_{region}" for region in REGION_ORDER)
 
 
 def voxel_spacing(*tensors: Any) -> tuple[float, float, float]:
@@ -120,8 +120,8 @@ class CaseMetricsWriter:
         logger.info(
             "%s: Dice ET %.4f TC %.4f WT %.4f, HD95 ET %.2f TC %.2f WT %.2f mm",
             case_id,
-            *(metrics[f"dice_{r}"] for r in ("et", "tc", "wt")),
-            *(metrics[f"hd95_{r}"] for r in ("et", "tc", "wt")),
+            *(metrics[f"dice_{r}"] for r in REGION_ORDER),
+            *(metrics[f"hd95_{r}"] for r in REGION_ORDER),
         )
         if self._wants_picture() and case_id in self._candidates():
             self._views[case_id] = self._case_views(pred, label, image)

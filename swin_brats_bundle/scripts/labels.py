@@ -15,6 +15,11 @@ REGIONS = ("TC", "WT", "ET")
 """Network output channels, in order: tumour core, whole tumour, enhancing tumour."""
 
 
+def region_keys() -> list[str]:
+    """The regions in channel order as key suffixes (`pred_tc`, ...): the configs' `SplitDimd` postfixes."""
+    return [region.lower() for region in REGIONS]
+
+
 @dataclass(frozen=True)
 class LabelConvention:
     """Label values of one dataset family and how they make up the nested regions ET ⊂ TC ⊂ WT."""

@@ -13,11 +13,13 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from scripts.atomic import atomic_write
+from scripts.labels import region_keys
 
 TRAIN_COLUMNS = ("train_loss", "train_mean_dice")
-VALIDATION_COLUMNS = ("val_mean_dice", "val_mean_dice_tc", "val_mean_dice_wt", "val_mean_dice_et")
+REGION_COLUMNS = tuple(f"val_mean_dice_{region}" for region in region_keys())
+VALIDATION_COLUMNS = ("val_mean_dice", *REGION_COLUMNS)
 COLUMNS = ("epoch", "seconds", *TRAIN_COLUMNS, "lr", *VALIDATION_COLUMNS)
-REGION_STYLES = {"val_mean_dice_tc": "tab:red", "val_mean_dice_wt": "tab:green", "val_mean_dice_et": "tab:olive"}
+REGION_STYLES = dict(zip(REGION_COLUMNS, ("tab:red", "tab:green", "tab:olive"), strict=True))
 
 
 class TrainingCurves:
