@@ -21,6 +21,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 BUNDLE = REPO / "classification_bundle"
 RESULTS = REPO / "bench" / "results" / "classification_default.json"
+sys.path.insert(0, str(REPO / "bench" / "swin_brats"))
+from common import provenance  # noqa: E402  (commit and date, as every other result file records them)
 
 
 def run_cli(args: list[str], log: Path) -> float:
@@ -69,7 +71,7 @@ def main() -> None:
         "python": platform.python_version(),
         "torch": torch.__version__,
         "monai": monai.__version__,
-        "note": "2-core CPU shared with another concurrent workload; timings are pessimistic",
+        **provenance(),
     }  # fmt: skip
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=4) + "\n")

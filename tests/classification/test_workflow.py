@@ -14,7 +14,7 @@ import pytest
 import torch
 from cls_helpers import BUNDLE, CONFIGS, REPO
 from mlflow import MlflowClient
-from monai.bundle import ConfigParser, ConfigWorkflow
+from monai.bundle import ConfigParser
 
 TINY = ["--feature_size", "12", "--roi_size", "[14,14,14]", "--num_samples", "60", "--epochs", "1",
         "--batch_size", "8", "--num_workers", "0", "--progress_bar", "False"]  # fmt: skip
@@ -26,26 +26,6 @@ def bundle_run(*args: str, cwd=REPO) -> str:
     done = subprocess.run([sys.executable, "-m", "monai.bundle", "run", *args], cwd=cwd, capture_output=True, text=True)
     assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
     return done.stdout + done.stderr
-
-
-@pytest.mark.parametrize(
-    ("workflow_type", "config_file"),
-    [("train", TRAIN), ("train", [TRAIN, EVALUATE]), ("inference", INFERENCE)],
-)
-def test_check_properties_finds_no_missing_property(bundle_scripts, tmp_path, workflow_type, config_file):
-    workflow = ConfigWorkflow(
-        workflow_type=workflow_type,
-        config_file=config_file,
-        logging_file=str(CONFIGS / "logging.conf"),
-        meta_file=str(CONFIGS / "metadata.json"),
-        bundle_root=str(BUNDLE),
-        num_threads=0,
-        num_samples=60,
-        output_dir=str(tmp_path / "eval"),
-        ckpt_dir=str(tmp_path / "models"),
-    )
-    workflow.initialize()
-    assert workflow.check_properties() == []
 
 
 def _test_split_labels(bundle_scripts) -> dict[str, int]:
