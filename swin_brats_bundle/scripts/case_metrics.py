@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from ignite.engine import Engine, Events
 from monai.data import MetaTensor, decollate_batch
+from monai.data.utils import affine_to_spacing
 
 from scripts.atomic import atomic_write
 from scripts.cases import case_id_from_path
@@ -25,7 +26,8 @@ DICE_COLUMNS = tuple(f"dice_{region}" for region in REGION_ORDER)
 
 
 def voxel_spacing(*tensors: Any) -> tuple[float, float, float]:
-    """Voxel size in mm of the grid the arrays are on: the affine's column norms, else the header's pixdim[1:4].
+    """Voxel size in mm of the grid the arrays are on: from the affine (MONAI's `affine_to_spacing`), else the
+    header's pixdim[1:4].
 
     The affine follows every spatial transform MONAI applied, so it stays right if resampling is ever added; the
     stored `pixdim` is the file header's and only serves when there is no affine.
@@ -34,7 +36,7 @@ def voxel_spacing(*tensors: Any) -> tuple[float, float, float]:
         meta = getattr(tensor, "meta", None) or {}
         if meta.get("affine") is not None:
             affine = np.asarray(torch.as_tensor(meta["affine"]).cpu(), dtype=np.float64)
-            return tuple(float(s) for s in np.linalg.norm(affine[:3, :3], axis=0))
+            return tuple(float(s) for s in affine_to_spacing(affine, r=3, suppress_zeros=False))
         if meta.get("pixdim") is not None:
             return tuple(float(s) for s in np.asarray(torch.as_tensor(meta["pixdim"]).cpu())[1:4])
     logger.warning("No affine or pixdim in the metadata: HD95 is computed with 1 mm voxels.")

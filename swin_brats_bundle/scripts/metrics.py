@@ -20,6 +20,7 @@ from monai.metrics import (
     compute_iou,
     get_confusion_matrix,
 )
+from monai.transforms.utils import generate_spatial_bounding_box
 from scipy import ndimage
 
 from scripts.labels import REGIONS
@@ -102,10 +103,8 @@ def _overlap_scores(prediction: np.ndarray, truth: np.ndarray) -> dict[str, np.n
 
 def _foreground_box(mask: np.ndarray, margin: int) -> tuple[slice, ...]:
     """Bounding box of `mask` grown by `margin` voxels (clipped to the volume); `mask` must not be empty."""
-    found = np.argwhere(mask)
-    low = np.maximum(found.min(axis=0) - margin, 0)
-    high = np.minimum(found.max(axis=0) + margin + 1, mask.shape)
-    return tuple(slice(int(a), int(b)) for a, b in zip(low, high, strict=True))
+    start, end = generate_spatial_bounding_box(mask[None], margin=margin, allow_smaller=True)
+    return tuple(slice(int(a), int(b)) for a, b in zip(start, end, strict=True))
 
 
 def _dilate(mask: np.ndarray, iterations: int) -> np.ndarray:

@@ -20,6 +20,7 @@ import numpy as np
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
+from monai.data.utils import affine_to_spacing
 
 if __package__ in (None, ""):  # run as a file: make the bundle root importable so `scripts.*` resolves
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -59,7 +60,7 @@ def reorient_to_ras(volume: np.ndarray, affine: np.ndarray) -> np.ndarray:
 
 def ras_spacing(affine: np.ndarray) -> tuple[float, float, float]:
     """Voxel size in mm along the RAS-reoriented axes: the affine's column norms, permuted like the axes."""
-    columns = np.linalg.norm(np.asarray(affine, dtype=np.float64)[:3, :3], axis=0)
+    columns = affine_to_spacing(np.asarray(affine, dtype=np.float64), r=3, suppress_zeros=False)
     order = nib.orientations.io_orientation(affine)[:, 0].astype(int)
     spacing = np.empty(3)
     spacing[order] = columns
