@@ -48,51 +48,48 @@ def bundle_tags(bundle_root: str) -> dict[str, str]:
 
 
 class RunRecorder:
-    """Trainer handler: add parameters, tags and result files to the MLflow run that `--tracking mlflow` opens.
+    """Add parameters, tags and result files to the MLflow run that `--tracking mlflow` opens.
 
-    MONAI's default `MLFlowHandler` logs metrics and the executed config only, and takes no parameters from the
-    bundle; this finds that handler on the engine and writes into its run. Without tracking it does nothing.
+    MONAI's `--tracking mlflow` settings give their `MLFlowHandler` no parameters or tags from the bundle and only the
+    executed config as artifact. `handlers` is the engine's handler list, where MONAI appends that handler; attach
+    this after the engine is built (the configs' `run` does), so it runs after the MLflow handler opened the run and
+    after every other handler wrote its files. Without tracking, or on a rank that does not track, it does nothing.
     """
 
     def __init__(
-        self, params: dict[str, Any], tags: dict[str, str] | None = None, artifacts: Sequence[str] = ()
+        self,
+        handlers: Sequence[Any] | None,
+        params: dict[str, Any],
+        tags: dict[str, str] | None = None,
+        artifacts: Sequence[str] = (),
     ) -> None:
+        self.mlflow = next((h for h in handlers or [] if isinstance(h, MLFlowHandler)), None)
         self.params = params
         self.tags = tags or {}
         self.artifacts = list(artifacts)
+        self.run_id: str | None = None
 
     def attach(self, engine: Engine) -> None:
-        engine.add_event_handler(Events.STARTED, self.started)
-        engine.add_event_handler(Events.COMPLETED, self.completed)
-
-    @staticmethod
-    def _mlflow_handler(engine: Engine) -> MLFlowHandler | None:
-        for handler, *_ in engine._event_handlers[Events.STARTED]:  # ignite keeps no public list of handlers
-            owner = getattr(handler, "__self__", None)
-            if isinstance(owner, MLFlowHandler):
-                return owner
-        return None
+        if self.mlflow is not None:
+            engine.add_event_handler(Events.STARTED, self.started)
+            engine.add_event_handler(Events.COMPLETED, self.completed)
 
     def started(self, engine: Engine) -> None:
-        mlflow = self._mlflow_handler(engine)
-        if mlflow is None:
-            return
-        mlflow.start(engine)  # idempotent: opens (or finds) the run this handler would open a moment later
-        run_id = mlflow.cur_run.info.run_id
-        logged = mlflow.client.get_run(run_id).data.params
+        self.mlflow.start(engine)  # idempotent: the run the MLflow handler opened (or opens now)
+        self.run_id = self.mlflow.cur_run.info.run_id
+        logged = self.mlflow.client.get_run(self.run_id).data.params
         for key, value in self.params.items():
             if key not in logged:
-                mlflow.client.log_param(run_id, key, value)
+                self.mlflow.client.log_param(self.run_id, key, value)
         for key, value in self.tags.items():
-            mlflow.client.set_tag(run_id, key, value)
+            self.mlflow.client.set_tag(self.run_id, key, value)
 
     def completed(self, engine: Engine) -> None:
-        """Runs before the MLflow handler closes the run (it is attached after the bundle's own handlers)."""
-        mlflow = self._mlflow_handler(engine)
-        if mlflow is None or mlflow.cur_run is None:
+        """After the MLflow handler ended the run: MLflow takes artifacts for a finished run too."""
+        if self.run_id is None:
             return
         for path in map(Path, self.artifacts):
             if path.is_file():
-                mlflow.client.log_artifact(mlflow.cur_run.info.run_id, str(path))
+                self.mlflow.client.log_artifact(self.run_id, str(path))
             else:
                 logger.warning(f"MLflow: {path} does not exist, not logged as an artifact.")
