@@ -4,15 +4,14 @@ A case passes when each file exists and reads (a truncated gzip fails here), eac
 file of 4 volumes) at least `MIN_EXTENT` voxels along every axis (smaller than the ROI is fine: it is padded), all
 files share one voxel grid (shape and affine), intensities are finite, no image channel is all zero, and label values
 belong to the label convention. Used by `prepare_datalist.py` (report, `--skip_bad`), training and evaluation
-(`require_valid_cases`: refuse to start) and inference (`InferenceCases`: predict the good cases, report the others).
+(`require_valid_cases`: refuse to start) and inference (`scripts/inference_cases.py`: predict the good cases, report
+the others).
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import traceback
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,12 +19,9 @@ from typing import Any
 
 import nibabel as nib
 import numpy as np
-from ignite.engine import Engine
-from monai.data import Dataset
 
-from scripts.atomic import atomic_write
 from scripts.cases import CHANNELS
-from scripts.errors import first_line, root_cause, stop
+from scripts.errors import first_line, stop
 from scripts.labels import LabelConvention
 
 logger = logging.getLogger(__name__)
@@ -193,83 +189,3 @@ def require_valid_cases(
         )
     logger.info(f"preflight: {len(cases)} case(s) checked, all usable")
     return cases
-
-
-class CaseDataset(Dataset):
-    """A `Dataset` whose items that fail to load become `{"case_id", "error"}`: one case cannot stop inference."""
-
-    def __init__(self, data: Sequence, transform: Callable | None = None, debug: bool = False) -> None:
-        super().__init__(data, transform)
-        self.debug = debug
-
-    def _transform(self, index: int) -> Any:
-        try:
-            return super()._transform(index)
-        except Exception as error:
-            case_id = self.data[index].get("case_id", f"item {index}")
-            failed = {"case_id": case_id, "error": first_line(root_cause(error))}
-            return {**failed, "traceback": traceback.format_exc()} if self.debug else failed
-
-
-class InferenceCases:
-    """Inference over a folder: predict the good cases, report each broken one, and exit non-zero if any failed.
-
-    Broken cases found by the preflight check are left out of `good` and, like a case that fails during the run
-    (`iteration`, the evaluator's `iteration_update`), listed with a one-line reason in the log and in `errors_file`.
-    `finish` (in `finalize`) then stops with exit status 1. Under `debug` the tracebacks are shown too.
-    """
-
-    def __init__(
-        self, cases: Sequence[Mapping[str, Any]], errors_file: str, debug: bool = False, workers: int = 1
-    ) -> None:
-        self.errors_file = Path(errors_file)
-        self.debug = debug
-        self.total = len(cases)
-        self.failed: dict[str, dict[str, str]] = {}
-        broken = check_cases(cases, None, workers)
-        for case_id, problems in broken.items():
-            self.record(case_id, "preflight", describe(problems))
-        self.good = [case for case in cases if case["case_id"] not in broken]
-        self.write()
-        if not self.good:
-            stop(f"none of the {self.total} case(s) can be predicted; reasons above and in {errors_file}", debug)
-        logger.info(f"preflight: {len(self.good)} of {self.total} case(s) to predict")
-
-    def record(self, case_id: str, stage: str, reason: str) -> None:
-        logger.error(f"{case_id}: {reason}")
-        self.failed[case_id] = {"case_id": case_id, "stage": stage, "reason": reason}
-
-    def write(self) -> None:
-        """`errors_file` (atomically) when a case failed; when none did, no such file (an old one is removed)."""
-        if not self.failed:
-            self.errors_file.unlink(missing_ok=True)
-            return
-        content = {"cases": self.total, "failed": list(self.failed.values())}
-        with atomic_write(self.errors_file) as f:
-            f.write(json.dumps(content, indent=4) + "\n")
-
-    def iteration(self, engine: Engine, batch: dict[Hashable, Any]) -> dict:
-        """The evaluator's own iteration; a case that fails in it (or failed to load) is recorded and skipped."""
-        case_id = str(batch.get("case_id", ["<unknown case>"])[0])
-        if "error" in batch:
-            if self.debug:
-                logger.error(batch["traceback"][0])
-            self.record(case_id, "inference", f"failed to load: {batch['error'][0]}")
-        else:
-            try:
-                return engine._iteration(engine, batch)
-            except Exception as error:
-                if self.debug:
-                    logger.exception(f"{case_id} failed")
-                self.record(case_id, "inference", f"failed during inference: {first_line(root_cause(error))}")
-        self.write()
-        return {}
-
-    def finish(self) -> None:
-        """Exit status 1, with the failed cases named, when any case could not be predicted."""
-        if self.failed:
-            stop(
-                f"{len(self.failed)} of {self.total} case(s) could not be predicted ({', '.join(self.failed)}); "
-                f"every other case was written. Reasons: {self.errors_file}",
-                self.debug,
-            )

@@ -16,14 +16,14 @@ import torch
 from conftest import BUNDLE, SHAPE, TINY, run_bundle
 from ignite.engine import Events
 from monai.bundle import ConfigWorkflow
-from monai.engines import SupervisedEvaluator
 from monai.inferers import SimpleInferer
 from monai.networks.nets import SwinUNETR
 from monai.transforms import Compose, Lambda
 from scripts.cases import DatasetLayoutError, dataset_info, discover
 from scripts.errors import InputError
+from scripts.inference_cases import CaseDataset, CaseSafeEvaluator, InferenceCases
 from scripts.labels import CONVENTIONS
-from scripts.preflight import CaseDataset, InferenceCases, check_case, require_valid_cases
+from scripts.preflight import check_case, require_valid_cases
 from scripts.synthetic_data import make_case, write_case
 
 Breaker = Callable[[Path, str], None]
@@ -327,12 +327,12 @@ def test_a_case_failing_mid_run_is_recorded_and_the_run_goes_on(tmp_path: Path) 
             return image
 
     data = [{"case_id": c} for c in ("a", "fails_to_load", "b", "fails_in_model")]
-    evaluator = SupervisedEvaluator(
+    evaluator = CaseSafeEvaluator(
         device=torch.device("cpu"),
         val_data_loader=torch.utils.data.DataLoader(CaseDataset(data, Compose([Lambda(load)])), batch_size=1),
         network=Network(),
         inferer=SimpleInferer(),
-        iteration_update=screen.iteration,
+        cases=screen,
     )
     done = []
     evaluator.add_event_handler(Events.ITERATION_COMPLETED, lambda e: done.append(bool(e.state.output)))
@@ -348,7 +348,7 @@ def test_a_case_failing_mid_run_is_recorded_and_the_run_goes_on(tmp_path: Path) 
 
 def test_inference_json_wires_the_screen_into_loading_and_the_evaluator(make_dataset, tmp_path, monkeypatch) -> None:
     """inference.json as configured: after a clean preflight, one case fails to load and one fails in the network;
-    both are recorded through the config's `CaseDataset` and `iteration_update`, the others are written, and
+    both are recorded through the config's `CaseDataset` and `CaseSafeEvaluator`, the others are written, and
     `finalize` exits naming the two."""
     data = tmp_path / "data"
     shutil.copytree(make_dataset("brats2021"), data)
