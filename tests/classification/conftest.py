@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import torch
 from cls_helpers import BUNDLE
 
 
@@ -21,10 +22,12 @@ def bundle_scripts() -> Iterator[Path]:
     Another bundle in this repository also has a top-level `scripts` package.
     """
     saved = {name: sys.modules.pop(name) for name in _scripts_modules()}
+    threads = torch.get_num_threads()  # the classifier's configs set 1 thread in-process; the next suite wants its own
     sys.path.insert(0, str(BUNDLE))
     try:
         yield BUNDLE
     finally:
+        torch.set_num_threads(threads)
         for name in _scripts_modules():
             del sys.modules[name]
         sys.modules.update(saved)
