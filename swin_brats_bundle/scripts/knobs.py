@@ -76,7 +76,7 @@ KNOBS: dict[str, Knob] = {
     "ema_decay": number(0, 1, high_open=True, tracked=True),
     "output_bias_prior": Knob(
         "0 or null (PyTorch's initialisation), or a probability in (0, 1)",
-        lambda v: v is None or (isinstance(v, int | float) and not isinstance(v, bool) and 0 <= v < 1),
+        number(0, 1, high_open=True, optional=True).accepts,
         tracked=True,
     ),
     "loss": choice(*LOSSES, tracked=True),
