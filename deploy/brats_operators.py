@@ -27,14 +27,13 @@ from monai.transforms import Compose, LoadImage
 from monai.utils import MetaKeys, SpaceKeys
 from outputs import write_dicom_seg, write_label_map
 from pydicom import Dataset
-from scripts.labels import CASE_CONVENTION, UNSCANNED_CONVENTION, LabelConvention, get_convention
+from scripts.labels import CASE_CONVENTION, UNSCANNED_CONVENTION, LabelConvention, auto_convention, get_convention
 from study import CHANNELS, NiftiStudy, StudyError, select_series
 
 logger = logging.getLogger(__name__)
 
 DETECTED_CONVENTION = "swin_brats_detected_convention"
 """Image metadata item: the label convention a BraTS 2023-named input implies, as `run inference` detects it."""
-LAYOUT_CONVENTIONS = {"brats2021": "brats2021", "brats2023": "brats2023"}
 
 
 @dataclass(frozen=True)
@@ -75,7 +74,7 @@ def load_nifti_study(study: NiftiStudy) -> tuple[Image, StudyInfo]:
             f"({', '.join(CHANNELS)}), found shape {tuple(volume.shape)}."
         )
     affine = volume.affine.numpy()
-    detected = LAYOUT_CONVENTIONS.get(study.layout) if study.layout else None
+    detected = auto_convention(study.layout).name if study.layout else None  # a 4D file: the writer's own rule
     info = StudyInfo(study.case_id, affine, tuple(int(n) for n in volume.shape[1:]), detected)
     return image_of(volume.numpy(), affine, str(study.files[0].parent), detected), info
 

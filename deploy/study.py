@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 CHANNELS = ("FLAIR", "T1ce", "T1", "T2")
-"""The network's input channels, in order (the bundle's `scripts.cases.CHANNELS` and metadata.json channel_def)."""
+"""The network's input channels, in order (the bundle's `scripts.layouts.CHANNELS` and metadata.json channel_def)."""
 
-# File-name endings per layout, in CHANNELS order, as in the bundle's scripts.cases.BRATS_LAYOUTS.
+# File-name endings per layout, in CHANNELS order: a copy of the bundle's scripts.layouts.LAYOUTS (separator +
+# suffix), because the app reads its input folder before it knows which bundle to import; tests/deploy compare the two.
 NIFTI_LAYOUTS: dict[str, tuple[str, ...]] = {
     "brats2021": ("_flair", "_t1ce", "_t1", "_t2"),
     "brats2023": ("-t2f", "-t1c", "-t1n", "-t2w"),

@@ -19,9 +19,12 @@ RESULTS = REPO / "bench" / "results"
 if str(BUNDLE) not in sys.path:
     sys.path.insert(0, str(BUNDLE))
 
+from scripts.layouts import LAYOUTS  # noqa: E402
 from scripts.synthetic_data import BRATS_GRID, case_kinds, make_case, write_case  # noqa: E402
 
 BRATS_SHAPE = BRATS_GRID
+BRATS2021 = LAYOUTS["brats2021"]
+"""The layout the benchmarks write their synthetic cases in."""
 
 
 def write_fullsize_dataset(folder: Path, num_cases: int, seed: int, shape: tuple[int, int, int] = BRATS_SHAPE) -> Path:
@@ -32,7 +35,7 @@ def write_fullsize_dataset(folder: Path, num_cases: int, seed: int, shape: tuple
     spacing = 1.0 if tuple(shape) == BRATS_SHAPE else None
     for index, kind in enumerate(case_kinds(num_cases, rng)):
         case = make_case(rng, tuple(shape), spacing, kind)
-        write_case(folder, "brats2021", f"BraTS2021_{index:05d}", case, labelled=True)
+        write_case(folder, BRATS2021.name, BRATS2021.case_id(index), case, labelled=True)
     return folder
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import torch
-from common import BUNDLE, RESULTS, machine, write_fullsize_dataset, write_result
+from common import BRATS2021, BUNDLE, RESULTS, machine, write_fullsize_dataset, write_result
 from measure import timed_process
 from scripts.inferers import brain_box
 
@@ -70,7 +70,11 @@ def score(
     """
     per_case = []
     for case in sorted(p for p in data.iterdir() if p.is_dir()):
-        truth_file = case / f"{case.name}_seg.nii.gz" if against is None else against / f"{case.name}.nii.gz"
+        truth_file = (
+            case / BRATS2021.file_name(case.name, BRATS2021.label)
+            if against is None
+            else against / f"{case.name}.nii.gz"
+        )
         truth = np.asarray(nib.load(truth_file).dataobj)
         prediction = np.asarray(nib.load(predictions / f"{case.name}.nii.gz").dataobj)
         if inside_brain_box:
@@ -91,7 +95,7 @@ def picture(data: Path, predictions: Path, output: Path) -> None:
 
     case = sorted(p for p in data.iterdir() if p.is_dir())[0]
     flair = np.asarray(nib.load(case / f"{case.name}_flair.nii.gz").dataobj)
-    maps = {"truth": case / f"{case.name}_seg.nii.gz"}
+    maps = {"truth": case / BRATS2021.file_name(case.name, BRATS2021.label)}
     maps |= {title: predictions / name / f"{case.name}.nii.gz" for name, title in PICTURED.items()}
     label_maps = {title: np.asarray(nib.load(path).dataobj) for title, path in maps.items()}
     axial = int(np.argmax((label_maps["truth"] > 0).sum((0, 1))))

@@ -19,12 +19,12 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import torch
-from common import write_result
+from common import BRATS2021, write_result
 from scripts.labels import REGIONS, get_convention, labels_to_regions, nest_regions  # noqa: E402
 from scripts.metrics import dice_score  # noqa: E402
 from scripts.postprocessing import remove_coreless_lesions  # noqa: E402
 
-CONVENTION = get_convention("brats2021")
+CONVENTION = get_convention(BRATS2021.convention)
 
 
 def regions_of(label_map: np.ndarray) -> torch.Tensor:
@@ -40,7 +40,8 @@ def score_folder(predictions: Path, data: Path, sizes: list[float]) -> dict[str,
         image = nib.load(path)
         voxel_mm3 = float(np.prod(image.header.get_zooms()[:3]))
         predicted = regions_of(np.asarray(image.dataobj))
-        truth = regions_of(np.asarray(nib.load(data / case_id / f"{case_id}_seg.nii.gz").dataobj)).numpy() > 0
+        truth_file = data / case_id / BRATS2021.file_name(case_id, BRATS2021.label)
+        truth = regions_of(np.asarray(nib.load(truth_file).dataobj)).numpy() > 0
         for size in sizes:
             kept = remove_coreless_lesions(predicted, size / voxel_mm3) if size else predicted
             dice = [dice_score(kept[index].numpy() > 0, truth[index]) for index in range(len(REGIONS))]

@@ -17,7 +17,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import torch
-from common import machine, write_fullsize_dataset, write_result
+from common import BRATS2021, machine, write_fullsize_dataset, write_result
 from monai.inferers import SlidingWindowInferer
 from monai.networks.nets import SwinUNETR
 from scripts.inferers import BrainBoxInferer
@@ -29,8 +29,8 @@ SIZES = [(128, 128, 96), (192, 192, 128), (240, 240, 155)]
 def load_case(folder: Path) -> torch.Tensor:
     """The 4 modalities of the first case as a z-scored (1, 4, H, W, D) batch, background kept 0."""
     case = next(p for p in sorted(folder.iterdir()) if p.is_dir())
-    channels = [np.asarray(nib.load(case / f"{case.name}_{m}.nii.gz").dataobj, dtype=np.float32)
-                for m in ("flair", "t1ce", "t1", "t2")]  # fmt: skip
+    channels = [np.asarray(nib.load(case / BRATS2021.file_name(case.name, m)).dataobj, dtype=np.float32)
+                for m in BRATS2021.suffixes]  # fmt: skip
     image = torch.from_numpy(np.stack(channels))[None]
     brain = image != 0
     mean = (image * brain).sum((2, 3, 4), keepdim=True) / brain.sum((2, 3, 4), keepdim=True)

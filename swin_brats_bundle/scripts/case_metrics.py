@@ -18,7 +18,7 @@ from scripts.atomic import atomic_write
 from scripts.cases import case_id_from_path
 from scripts.labels import CONVENTIONS, LabelConvention, regions_to_labels
 from scripts.metrics import DILATION_ITERATIONS, METRIC_COLUMNS, REGION_ORDER, region_metrics, summarize
-from scripts.visualize import CaseViews, draw_views, extract_views, ras_spacing, reorient_to_ras
+from scripts.pictures import CaseViews, draw_views, extract_views, ras_spacing, reorient_to_ras
 
 logger = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Find BraTS-style cases on disk (BraTS 2021, BraTS 2023+, MSD Task01), assign folds, and read or write datalists."""
+"""Find cases on disk in any layout of `layouts.LAYOUTS`, assign folds, and read or write datalists."""
 
 from __future__ import annotations
 
@@ -10,35 +10,26 @@ from pathlib import Path
 from typing import Any
 
 from scripts.errors import first_line, stop
-from scripts.labels import CASE_CONVENTION
+from scripts.labels import CASE_CONVENTION, auto_convention
+from scripts.layouts import (
+    CASE_FOLDER_LAYOUTS,
+    CHANNELS,
+    DECATHLON_DESCRIPTION,
+    IDENTITY_CHANNEL_INDICES,
+    LAYOUTS,
+    NIFTI_SUFFIXES,
+    TEST_IMAGES,
+    TRAINING_IMAGES,
+    TRAINING_LABELS,
+    strip_nifti_suffix,
+)
 
-CHANNELS = ("FLAIR", "T1ce", "T1", "T2")
-"""Network input channel order for every layout (the order of the reference recipe's brats21_folds.json)."""
-
-NIFTI_SUFFIXES = (".nii.gz", ".nii")
-
-# Per layout: the file suffix of each channel in CHANNELS order, the label suffix and the case-id/file separator.
-BRATS_LAYOUTS: dict[str, dict[str, Any]] = {
-    "brats2021": {"separator": "_", "modalities": ("flair", "t1ce", "t1", "t2"), "label": "seg"},
-    "brats2023": {"separator": "-", "modalities": ("t2f", "t1c", "t1n", "t2w"), "label": "seg"},
-}
-# MSD stores one 4D image with channels FLAIR, T1w, t1gd, T2w: these indices put them in CHANNELS order.
-MSD_CHANNEL_INDICES = (0, 2, 1, 3)
-IDENTITY_CHANNEL_INDICES = (0, 1, 2, 3)
 # The item of an inference case that carries its file's channel order (see `transforms.ReorderChannelsd`).
 CASE_CHANNEL_INDICES = "channel_indices"
-LAYOUT_CONVENTIONS = {"brats2021": "brats2021", "brats2023": "brats2023", "msd": "msd"}
 
 
 class DatasetLayoutError(ValueError):
     """The dataset folder does not hold cases in a supported layout, or some cases are incomplete."""
-
-
-def strip_nifti_suffix(name: str) -> str:
-    for suffix in NIFTI_SUFFIXES:
-        if name.endswith(suffix):
-            return name[: -len(suffix)]
-    return name
 
 
 def case_id_from_path(path: str | Path) -> str:
@@ -58,44 +49,39 @@ def _find_nifti(folder: Path, stem: str) -> Path | None:
     return None
 
 
-def anchor_pattern(layout: str) -> str:
-    """Glob of a BraTS layout's first-modality (FLAIR) files, which identify its cases."""
-    spec = BRATS_LAYOUTS[layout]
-    return f"*{spec['separator']}{spec['modalities'][0]}.nii*"
-
-
 def _anchor_files(root: Path, layout: str) -> list[Path]:
-    """The first-modality files of a BraTS layout under `root` (macOS `._` stubs skipped)."""
-    return sorted(p for p in root.rglob(anchor_pattern(layout)) if not p.name.startswith("._"))
+    """The first-channel files of a case-folder layout under `root` (macOS `._` stubs skipped)."""
+    return sorted(p for p in root.rglob(LAYOUTS[layout].anchor_pattern()) if not p.name.startswith("._"))
 
 
-def _brats_case_folders(dataset_dir: Path, layout: str) -> list[tuple[Path, str]]:
+def _case_folders(dataset_dir: Path, layout: str) -> list[tuple[Path, str]]:
     """(folder, case id) of every case with at least one file of `layout` (a case missing its FLAIR still counts)."""
-    spec = BRATS_LAYOUTS[layout]
+    spec = LAYOUTS[layout]
     found = set()
-    for suffix in (*spec["modalities"], spec["label"]):
-        pattern = re.compile(rf"^(?P<case>.+){re.escape(spec['separator'])}{suffix}\.nii(\.gz)?$")
-        for path in dataset_dir.rglob(f"*{spec['separator']}{suffix}.nii*"):
+    for suffix in (*spec.suffixes, spec.label):
+        pattern = re.compile(rf"^(?P<case>.+){re.escape(spec.separator)}{suffix}\.nii(\.gz)?$")
+        for path in dataset_dir.rglob(f"*{spec.separator}{suffix}.nii*"):
             match = pattern.match(path.name)
             if match is not None and not path.name.startswith("._"):
                 found.add((path.parent, match["case"]))
     return sorted(found)
 
 
-def _discover_brats(dataset_dir: Path, layout: str, allow_incomplete: bool) -> tuple[list[dict], list[dict]]:
-    spec = BRATS_LAYOUTS[layout]
-    sep = spec["separator"]
+def _discover_case_folders(dataset_dir: Path, layout: str, allow_incomplete: bool) -> tuple[list[dict], list[dict]]:
+    """Labelled and unlabelled cases of a case-folder layout (one file per channel)."""
+    spec = LAYOUTS[layout]
+    sep = spec.separator
     training, testing, problems = [], [], []
-    for folder, case_id in _brats_case_folders(dataset_dir, layout):
-        found = {mod: _find_nifti(folder, f"{case_id}{sep}{mod}") for mod in spec["modalities"]}
-        missing = [f"{case_id}{sep}{mod}.nii.gz" for mod, path in found.items() if path is None]
+    for folder, case_id in _case_folders(dataset_dir, layout):
+        found = {mod: _find_nifti(folder, f"{case_id}{sep}{mod}") for mod in spec.suffixes}
+        missing = [spec.file_name(case_id, mod) for mod, path in found.items() if path is None]
         if missing and not allow_incomplete:
             problems.append(f"{folder}: missing {', '.join(missing)}")
             continue
         # an incomplete case keeps the expected name of each missing file, for the preflight check to report
-        images = [path or folder / f"{case_id}{sep}{mod}.nii.gz" for mod, path in found.items()]
+        images = [path or folder / spec.file_name(case_id, mod) for mod, path in found.items()]
         case = {"case_id": case_id, "image": [str(p) for p in images]}
-        label = _find_nifti(folder, f"{case_id}{sep}{spec['label']}")
+        label = _find_nifti(folder, f"{case_id}{sep}{spec.label}")
         if label is not None:
             training.append({**case, "label": str(label)})
         else:
@@ -105,39 +91,40 @@ def _discover_brats(dataset_dir: Path, layout: str, allow_incomplete: bool) -> t
     return training, testing
 
 
-def _discover_msd(dataset_dir: Path) -> tuple[list[dict], list[dict]]:
+def _discover_decathlon(dataset_dir: Path) -> tuple[list[dict], list[dict]]:
+    """Labelled and unlabelled cases of a 4D layout in Decathlon folders (one file per case)."""
+
     def images_in(sub: str) -> list[Path]:
         folder = dataset_dir / sub
         found = folder.glob("*.nii*") if folder.is_dir() else []
         return sorted(p for p in found if not p.name.startswith("._"))
 
     training, testing = [], []
-    for image in images_in("imagesTr"):
+    for image in images_in(TRAINING_IMAGES):
         case = {"case_id": strip_nifti_suffix(image.name), "image": str(image)}
-        label = dataset_dir / "labelsTr" / image.name
+        label = dataset_dir / TRAINING_LABELS / image.name
         if label.is_file():
             training.append({**case, "label": str(label)})
         else:
             testing.append(case)
-    testing += [{"case_id": strip_nifti_suffix(p.name), "image": str(p)} for p in images_in("imagesTs")]
+    testing += [{"case_id": strip_nifti_suffix(p.name), "image": str(p)} for p in images_in(TEST_IMAGES)]
     return training, testing
 
 
 def detect_layout(dataset_dir: str | Path) -> str:
-    """Name the layout of `dataset_dir`: `msd`, `brats2021` or `brats2023`; raise if none or several match."""
+    """Name the layout of `dataset_dir` (a key of `LAYOUTS`); raise if none or several match."""
     root = Path(dataset_dir)
     if not root.is_dir():
         raise DatasetLayoutError(f"dataset_dir {root} does not exist or is not a folder.")
-    if (root / "dataset.json").is_file() and (root / "imagesTr").is_dir():
-        return "msd"
-    found = [layout for layout in BRATS_LAYOUTS if _anchor_files(root, layout)]
+    if (root / DECATHLON_DESCRIPTION).is_file() and (root / TRAINING_IMAGES).is_dir():
+        return next(name for name, layout in LAYOUTS.items() if layout.four_dimensional)
+    found = [layout for layout in CASE_FOLDER_LAYOUTS if _anchor_files(root, layout)]
     if len(found) > 1:
-        raise DatasetLayoutError(f"{root} mixes BraTS 2021 and BraTS 2023 file names; keep one layout per folder.")
+        titles = " and ".join(LAYOUTS[layout].title for layout in found)
+        raise DatasetLayoutError(f"{root} mixes {titles} file names; keep one layout per folder.")
     if not found:
-        raise DatasetLayoutError(
-            f"No cases found in {root}. Expected BraTS 2021 (<case>/<case>_flair.nii.gz ...), "
-            "BraTS 2023 (<case>/<case>-t2f.nii.gz ...) or MSD Task01 (dataset.json, imagesTr/, labelsTr/)."
-        )
+        examples = [layout.example() for layout in LAYOUTS.values()]
+        raise DatasetLayoutError(f"No cases found in {root}. Expected {', '.join(examples[:-1])} or {examples[-1]}.")
     return found[0]
 
 
@@ -161,12 +148,15 @@ def discover(
     """
     root = Path(dataset_dir).resolve()
     layout = detect_layout(root)
-    training, testing = _discover_msd(root) if layout == "msd" else _discover_brats(root, layout, allow_incomplete)
+    if LAYOUTS[layout].four_dimensional:
+        training, testing = _discover_decathlon(root)
+    else:
+        training, testing = _discover_case_folders(root, layout, allow_incomplete)
     return {
         "layout": layout,
-        "label_convention": LAYOUT_CONVENTIONS[layout],
+        "label_convention": auto_convention(layout).name,
         "channels": list(CHANNELS),
-        "channel_indices": list(MSD_CHANNEL_INDICES if layout == "msd" else IDENTITY_CHANNEL_INDICES),
+        "channel_indices": list(LAYOUTS[layout].channel_indices),
         "num_folds": num_folds,
         "seed": seed,
         "training": assign_folds(training, num_folds, seed),

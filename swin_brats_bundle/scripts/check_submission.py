@@ -27,15 +27,17 @@ if __package__ in (None, ""):  # run as a file: make the bundle root importable 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from scripts.atomic import atomic_write
-from scripts.cases import NIFTI_SUFFIXES, dataset_info, inference_cases, strip_nifti_suffix
+from scripts.cases import dataset_info, inference_cases
 from scripts.errors import first_line, stop
 from scripts.labels import CONVENTIONS, LabelConvention, get_convention
+from scripts.layouts import CASE_FOLDER_LAYOUTS, NIFTI_SUFFIXES, strip_nifti_suffix
 
 logger = logging.getLogger(__name__)
 
 AFFINE_TOLERANCE_MM = 1e-3
-SUBMISSION_LAYOUTS = ("brats2021", "brats2023")
-"""Layouts with a challenge submission format; MSD Task01 predictions are not uploaded anywhere."""
+SUBMISSION_LAYOUTS = CASE_FOLDER_LAYOUTS
+"""Layouts with a challenge submission format: the case-folder (BraTS) ones; MSD Task01 predictions are not uploaded
+anywhere."""
 
 
 def _first_image(case: Mapping[str, Any]) -> str:

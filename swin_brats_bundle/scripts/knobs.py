@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from scripts.cases import IDENTITY_CHANNEL_INDICES
 from scripts.datasets import CACHES
 from scripts.knob_rules import (
     Knob,
@@ -29,6 +28,7 @@ from scripts.knob_rules import (
 )
 from scripts.knob_rules import tracked as tracked_values
 from scripts.labels import CONVENTIONS, REGIONS
+from scripts.layouts import IDENTITY_CHANNEL_INDICES
 from scripts.transforms import NORMALIZATIONS
 
 # the keys of train.json's `loss_functions` and `optimizers` (tests/swin_brats/test_knobs.py keeps them equal)

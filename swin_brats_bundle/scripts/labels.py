@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -10,6 +10,8 @@ import torch
 from monai.config import KeysCollection
 from monai.data import MetaTensor
 from monai.transforms import MapTransform
+
+from scripts.layouts import LAYOUTS
 
 REGIONS = ("TC", "WT", "ET")
 """Network output channels, in order: tumour core, whole tumour, enhancing tumour."""
@@ -93,6 +95,30 @@ def get_convention(name: str, detected: str | None = None) -> LabelConvention:
     if resolved not in CONVENTIONS:
         raise ValueError(f"Unknown label_convention '{resolved}'; choose one of: auto, {', '.join(CONVENTIONS)}.")
     return CONVENTIONS[resolved]
+
+
+def detect_convention(labels: Sequence[np.ndarray], four_dimensional: bool) -> LabelConvention:
+    """Guess from label values where no layout is known: brats2021 when a label 4 (its ET alone) is present, else msd
+    for a 4D (MSD-like) image, else brats2023."""
+    brats2021 = CONVENTIONS["brats2021"]
+    if any((np.asarray(label) == brats2021.enhancing).any() for label in labels):
+        return brats2021
+    return CONVENTIONS["msd" if four_dimensional else "brats2023"]
+
+
+def auto_convention(
+    layout: str | None, labels: Sequence[np.ndarray] = (), four_dimensional: bool = False
+) -> LabelConvention:
+    """The one `auto` rule: the convention of the dataset's layout (`layouts.LAYOUTS`) when it is known.
+
+    Only without a layout (a lone file) do label values decide (`detect_convention`); with neither (one image to
+    predict: MONAI Label, MONAI Deploy) it is `UNSCANNED_CONVENTION`.
+    """
+    if layout is not None:
+        return CONVENTIONS[LAYOUTS[layout].convention]
+    if labels:
+        return detect_convention(labels, four_dimensional)
+    return CONVENTIONS[UNSCANNED_CONVENTION]
 
 
 def _like(result: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
@@ -197,7 +223,7 @@ class RegionsToLabelsd(MapTransform):
         d = dict(data)
         convention = self.convention
         if isinstance(convention, str):
-            convention = get_convention(convention, d.get(CASE_CONVENTION, UNSCANNED_CONVENTION))
+            convention = get_convention(convention, d.get(CASE_CONVENTION, auto_convention(None).name))
         for key in self.key_iterator(d):
             d[key] = regions_to_labels(d[key], convention)
         return d

@@ -20,9 +20,9 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 
-from scripts.cases import CHANNELS
 from scripts.errors import first_line, stop
 from scripts.labels import LabelConvention
+from scripts.layouts import CHANNELS
 
 logger = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """Write a Decathlon-style datalist (training cases with folds, unlabelled cases under `testing`) for a BraTS folder.
 
 Run: python scripts/prepare_datalist.py --dataset_dir D --output F [--num_folds 5] [--seed 0] [--skip_bad]
-Layouts: BraTS 2021 (<case>_flair.nii.gz ...), BraTS 2023+ (<case>-t2f.nii.gz ...), MSD Task01 (imagesTr/, labelsTr/).
+Layouts: every one declared in scripts/layouts.py (listed at the end of --help).
 
 Every case is checked first (scripts/preflight.py: files present and readable, 3D volumes on one voxel grid, finite,
 not all zero, label values of the convention). Broken cases are listed, each with its file and reason, and no datalist
@@ -22,6 +22,7 @@ if __package__ in (None, ""):  # run as a file: make the bundle root importable 
 from scripts.atomic import atomic_write
 from scripts.cases import DatasetLayoutError, assign_folds, discover, to_relative
 from scripts.labels import CONVENTIONS, get_convention
+from scripts.layouts import LAYOUTS
 from scripts.preflight import Problem, check_cases, report
 
 
@@ -67,7 +68,10 @@ def write_datalist(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    layouts = "\n".join(f"  {layout.example()}" for layout in LAYOUTS.values())
+    parser = argparse.ArgumentParser(
+        description=__doc__, epilog=f"layouts:\n{layouts}", formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--dataset_dir", required=True, help="root folder of the dataset")
     parser.add_argument("--output", required=True, help="datalist JSON to write")
     parser.add_argument("--num_folds", type=int, default=5)

@@ -32,8 +32,8 @@ from scipy.special import expit
 if __package__ in (None, ""):  # run as a file: make the bundle root importable so `scripts.*` resolves
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from scripts.cases import BRATS_LAYOUTS, CHANNELS
-from scripts.labels import CONVENTIONS
+from scripts.labels import CONVENTIONS, label_names
+from scripts.layouts import CHANNELS, DECATHLON_DESCRIPTION, LAYOUTS, TEST_IMAGES, TRAINING_IMAGES, TRAINING_LABELS
 
 ANATOMY = (
     "MNI ICBM152 2009a nonlinear symmetric template (nilearn), randomly deformed per case. Copyright (C) 1993-2009 "
@@ -61,7 +61,6 @@ TUMOUR_CONTRAST = {
 # Unlabelled look-alikes on each channel, relative to white matter: white-matter hyperintensities (small-vessel
 # disease, bright on FLAIR/T2 like edema) and enhancing vessels, dura and choroid plexus (bright on T1ce like ET).
 MIMIC_CONTRAST = {"white_matter_lesion": (1.55, 0.85, 0.85, 1.60), "vessel": (0.95, 1.70, 1.00, 0.70)}
-MSD_FILE_ORDER = ("FLAIR", "T1", "T1ce", "T2")  # MSD's 4D channel order: FLAIR, T1w, t1gd, T2w
 # A BraTS-like 1 mm affine (flipped x/y, shifted origin); `brats_affine` gives it for other grids and spacings.
 AFFINE = np.array([[-1.0, 0, 0, 119.0], [0, -1.0, 0, 119.0], [0, 0, 1.0, -77.0], [0, 0, 0, 1.0]])
 
@@ -363,45 +362,43 @@ def _save(array: np.ndarray, path: Path, affine: np.ndarray) -> None:
     nib.save(nib.Nifti1Image(array, affine), str(path))
 
 
-def _case_id(layout: str, index: int) -> str:
-    return {"brats2021": f"BraTS2021_{index:05d}", "brats2023": f"BraTS-GLI-{index:05d}-000"}.get(
-        layout, f"BRATS_{index + 1:03d}"
-    )
-
-
 def write_case(
     output_dir: Path, layout: str, case_id: str, case: SyntheticCase, labelled: bool, affine: np.ndarray | None = None
 ) -> None:
-    """Write one case's files where `layout` expects them, on the case's own grid unless `affine` is given."""
+    """Write one case's files where `layout` (a key of `layouts.LAYOUTS`) expects them, on the case's own grid unless
+    `affine` is given."""
     affine = case.affine if affine is None else affine
-    if layout == "msd":
-        order = [CHANNELS.index(name) for name in MSD_FILE_ORDER]
+    spec = LAYOUTS[layout]
+    if spec.four_dimensional:
+        order = [CHANNELS.index(name) for name in spec.file_order]
         stacked = np.moveaxis(case.images[order], 0, -1)
-        _save(stacked, output_dir / ("imagesTr" if labelled else "imagesTs") / f"{case_id}.nii.gz", affine)
+        _save(stacked, output_dir / (TRAINING_IMAGES if labelled else TEST_IMAGES) / f"{case_id}.nii.gz", affine)
         if labelled:
-            _save(case.label_map("msd"), output_dir / "labelsTr" / f"{case_id}.nii.gz", affine)
+            _save(case.label_map(spec.convention), output_dir / TRAINING_LABELS / f"{case_id}.nii.gz", affine)
         return
-    spec = BRATS_LAYOUTS[layout]
     folder = output_dir / case_id
-    for modality, image in zip(spec["modalities"], case.images, strict=True):
-        _save(image, folder / f"{case_id}{spec['separator']}{modality}.nii.gz", affine)
+    for modality, image in zip(spec.suffixes, case.images, strict=True):
+        _save(image, folder / spec.file_name(case_id, modality), affine)
     if labelled:
-        _save(case.label_map(layout), folder / f"{case_id}{spec['separator']}{spec['label']}.nii.gz", affine)
+        _save(case.label_map(spec.convention), folder / spec.file_name(case_id, spec.label), affine)
 
 
-def _write_msd_description(output_dir: Path, training: list[str], testing: list[str]) -> None:
+def _write_decathlon_description(output_dir: Path, layout: str, training: list[str], testing: list[str]) -> None:
+    """The dataset.json that marks a 4D layout's folder, as the Decathlon writes it."""
+    spec = LAYOUTS[layout]
+    images, labels, tests = TRAINING_IMAGES, TRAINING_LABELS, TEST_IMAGES
     description = {
         "name": "BRATS (synthetic)",
-        "description": "Synthetic cases in the layout of MSD Task01_BrainTumour",
+        "description": f"Synthetic cases in the layout of {spec.title}",
         "tensorImageSize": "4D",
-        "modality": {"0": "FLAIR", "1": "T1w", "2": "t1gd", "3": "T2w"},
-        "labels": {"0": "background", "1": "edema", "2": "non-enhancing tumor", "3": "enhancing tumour"},
+        "modality": {str(index): name for index, name in enumerate(spec.modalities.values())},
+        "labels": dict(spec.dataset_labels or label_names(CONVENTIONS[spec.convention])),
         "numTraining": len(training),
         "numTest": len(testing),
-        "training": [{"image": f"./imagesTr/{c}.nii.gz", "label": f"./labelsTr/{c}.nii.gz"} for c in training],
-        "test": [f"./imagesTs/{c}.nii.gz" for c in testing],
+        "training": [{"image": f"./{images}/{c}.nii.gz", "label": f"./{labels}/{c}.nii.gz"} for c in training],
+        "test": [f"./{tests}/{c}.nii.gz" for c in testing],
     }
-    (output_dir / "dataset.json").write_text(json.dumps(description, indent=4) + "\n")
+    (output_dir / DECATHLON_DESCRIPTION).write_text(json.dumps(description, indent=4) + "\n")
 
 
 def draw_preview(cases: dict[str, SyntheticCase], path: Path) -> Path:
@@ -409,7 +406,7 @@ def draw_preview(cases: dict[str, SyntheticCase], path: Path) -> Path:
     from matplotlib.figure import Figure
 
     from scripts.atomic import atomic_write
-    from scripts.visualize import OVERLAY_ALPHA, ROLE_COLOURS, reorient_to_ras
+    from scripts.pictures import OVERLAY_ALPHA, ROLE_COLOURS, reorient_to_ras
 
     figure = Figure(figsize=(12.5, 2.6 * len(cases)), layout="constrained")
     axes = figure.subplots(len(cases), 5, squeeze=False)
@@ -475,11 +472,11 @@ def write_dataset(
     so a dataset is the same whatever `workers` (processes) write it. `cases.json` records each case's kind and tumour
     volumes; `preview` names a PNG of the first five cases.
     """
-    if layout not in ("brats2021", "brats2023", "msd"):
-        raise ValueError(f"Unknown layout '{layout}'; choose brats2021, brats2023 or msd.")
+    if layout not in LAYOUTS:
+        raise ValueError(f"Unknown layout '{layout}'; choose {', '.join(LAYOUTS)}.")
     output_dir = Path(output_dir)
     count = num_cases + num_unlabelled
-    ids = [_case_id(layout, index) for index in range(count)]
+    ids = [LAYOUTS[layout].case_id(index) for index in range(count)]
     kinds = case_kinds(count, np.random.default_rng(seed))
     streams = np.random.SeedSequence(seed).spawn(count)
     load_template()  # once, before any worker process is forked
@@ -493,8 +490,8 @@ def write_dataset(
     else:
         results = [_write_one(task) for task in tasks]
     record = {case_id: entry for case_id, entry, _ in results}
-    if layout == "msd":
-        _write_msd_description(output_dir, ids[:num_cases], ids[num_cases:])
+    if LAYOUTS[layout].four_dimensional:
+        _write_decathlon_description(output_dir, layout, ids[:num_cases], ids[num_cases:])
     grid, mm = grid_for(shape, spacing)
     summary = {"synthetic": True, "seed": seed, "shape": list(grid), "spacing_mm": round(mm, 4), "anatomy": ANATOMY}
     summary["cases"] = record
@@ -507,7 +504,7 @@ def write_dataset(
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output_dir", required=True, help="folder to write the dataset into")
-    parser.add_argument("--layout", default="brats2021", choices=["brats2021", "brats2023", "msd"])
+    parser.add_argument("--layout", default="brats2021", choices=list(LAYOUTS))
     parser.add_argument("--num_cases", type=int, default=8, help="labelled cases")
     parser.add_argument("--num_unlabelled", type=int, default=0, help="cases without a label file")
     parser.add_argument("--spacing", type=float, default=None, help="mm per voxel (default 1, or fitted to --shape)")

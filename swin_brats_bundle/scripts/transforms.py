@@ -11,8 +11,9 @@ import torch
 from monai.config import KeysCollection
 from monai.transforms import Compose, LoadImaged, MapTransform, NormalizeIntensityd
 
-from scripts.cases import CASE_CHANNEL_INDICES, IDENTITY_CHANNEL_INDICES
-from scripts.histogram import HistogramStandardized
+from scripts.cases import CASE_CHANNEL_INDICES
+from scripts.layouts import IDENTITY_CHANNEL_INDICES
+from scripts.standardization import HistogramStandardized
 
 NORMALIZATIONS = ("zscore", "histogram")
 

@@ -1,247 +1,30 @@
-"""Pictures of a case: axial, sagittal and coronal FLAIR slices through the tumour centre with label overlays.
+"""Command line of the case pictures: axial, sagittal and coronal FLAIR slices with label overlays, as a PNG.
 
 Run: python scripts/visualize.py --image IMG [--prediction PRED] [--label SEG] [--label_convention auto]
      --output OUT.png
 IMG is a FLAIR NIfTI file, a 4D MSD image (channel 0, FLAIR, is shown) or a BraTS case folder (its *_flair or
-*-t2f file). PRED and SEG are label maps in the dataset's values; at least one is needed. `auto` picks brats2021
-when a label 4 is present, else msd for a 4D image, else brats2023.
+*-t2f file). PRED and SEG are label maps in the dataset's values; at least one is needed. `auto` takes the convention
+of the layout the image's name and place show (`labels.auto_convention`); for a lone file named otherwise, brats2021
+when a label 4 is present, else msd for a 4D image, else brats2023. The pictures themselves: `pictures.py`.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-
-import nibabel as nib
-import numpy as np
-from matplotlib import colormaps
-from matplotlib.figure import Figure
-from matplotlib.patches import Patch
-from monai.data.utils import affine_to_spacing
 
 if __package__ in (None, ""):  # run as a file: make the bundle root importable so `scripts.*` resolves
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from scripts.atomic import atomic_write
-from scripts.cases import BRATS_LAYOUTS, anchor_pattern, case_id_from_path
-from scripts.labels import CONVENTIONS, LabelConvention
-
-# Overlay colour per role in the convention (RGB); the legend names each with the convention's own label text.
-ROLE_COLOURS = {"edema": (0.1, 0.85, 0.2), "core_only": (0.95, 0.15, 0.1), "enhancing": (1.0, 0.9, 0.0)}
-OVERLAY_ALPHA = 0.45
-# Per view: the sliced axis, and the side letters (left, right, top) of the picture for RAS-ordered arrays.
-VIEWS = {"axial": (2, ("R", "L", "A")), "sagittal": (0, ("A", "P", "S")), "coronal": (1, ("R", "L", "S"))}
-FLAIR_PATTERNS = tuple(anchor_pattern(layout) for layout in BRATS_LAYOUTS)
-BACKGROUND_BLACK_GRAY = colormaps["gray"].with_extremes(bad="black")  # background is NaN in the FLAIR planes
-
-
-@dataclass
-class CaseViews:
-    """The 2D planes a picture needs (display-oriented), so callers can keep them instead of whole volumes."""
-
-    centre: tuple[int, int, int]
-    flair: dict[str, np.ndarray]
-    truth: dict[str, np.ndarray] | None
-    prediction: dict[str, np.ndarray] | None
-    aspect: dict[str, float]
-    window: tuple[float, float]
-
-
-def reorient_to_ras(volume: np.ndarray, affine: np.ndarray) -> np.ndarray:
-    """The spatial (H, W, D) volume with its axes ordered and flipped to RAS+, so every picture shows the same way."""
-    transform = nib.orientations.ornt_transform(
-        nib.orientations.io_orientation(affine), nib.orientations.axcodes2ornt("RAS")
-    )
-    return nib.orientations.apply_orientation(volume, transform)
-
-
-def ras_spacing(affine: np.ndarray) -> tuple[float, float, float]:
-    """Voxel size in mm along the RAS-reoriented axes: the affine's column norms, permuted like the axes."""
-    columns = affine_to_spacing(np.asarray(affine, dtype=np.float64), r=3, suppress_zeros=False)
-    order = nib.orientations.io_orientation(affine)[:, 0].astype(int)
-    spacing = np.empty(3)
-    spacing[order] = columns
-    return tuple(float(s) for s in spacing)
-
-
-def tumour_centre(shape: Sequence[int], truth: np.ndarray | None, prediction: np.ndarray | None) -> tuple[int, ...]:
-    """Centre of mass of the whole tumour in truth, else in the prediction, else the volume centre (voxels)."""
-    for label in (truth, prediction):
-        if label is not None and label.any():
-            return tuple(int(round(c)) for c in np.argwhere(label > 0).mean(axis=0))
-    return tuple(s // 2 for s in shape)
-
-
-def _plane(volume: np.ndarray, axis: int, index: int) -> np.ndarray:
-    # Transposed so the second array axis runs vertically, then flipped so superior/anterior is up and
-    # the patient's right is on the picture's left (radiological convention).
-    return np.flip(np.take(volume, index, axis=axis).T)
-
-
-def _aspect(spacing: Sequence[float], axis: int) -> float:
-    """Height/width of one displayed pixel: the remaining axes' spacing, vertical over horizontal."""
-    horizontal, vertical = (a for a in range(3) if a != axis)
-    return float(spacing[vertical]) / float(spacing[horizontal])
-
-
-def extract_views(
-    flair: np.ndarray,
-    prediction: np.ndarray | None = None,
-    truth: np.ndarray | None = None,
-    spacing: Sequence[float] = (1.0, 1.0, 1.0),
-) -> CaseViews:
-    """Slices of RAS-ordered (H, W, D) volumes through the tumour centre, with a FLAIR intensity window."""
-    for name, label in (("prediction", prediction), ("truth", truth)):
-        if label is not None and label.shape != flair.shape:
-            raise ValueError(f"{name} shape {label.shape} differs from the FLAIR shape {flair.shape}.")
-    centre = tumour_centre(flair.shape, truth, prediction)
-    # Background is exactly 0 in raw and in nonzero-z-scored images alike: window on the rest, show it black.
-    brain = flair[flair != 0]
-    low, high = np.percentile(brain, (0.5, 99.5)) if brain.size else (0.0, 1.0)
-
-    def planes(volume: np.ndarray | None) -> dict[str, np.ndarray] | None:
-        if volume is None:
-            return None
-        return {view: _plane(volume, axis, centre[axis]).copy() for view, (axis, _) in VIEWS.items()}
-
-    return CaseViews(
-        centre=centre,
-        flair={view: np.where(plane != 0, plane, np.nan).astype(np.float32) for view, plane in planes(flair).items()},
-        truth=planes(truth),
-        prediction=planes(prediction),
-        aspect={view: _aspect(spacing, axis) for view, (axis, _) in VIEWS.items()},
-        window=(float(low), float(high if high > low else low + 1.0)),
-    )
-
-
-def _overlay(label: np.ndarray, convention: LabelConvention) -> np.ndarray:
-    """RGBA picture of a label plane: the role colours, semi-transparent, clear where the label is 0."""
-    unknown = sorted({int(v) for v in np.unique(label)} - convention.allowed_values)
-    if unknown:
-        raise ValueError(f"label values {unknown} are not part of the '{convention.name}' convention.")
-    rgba = np.zeros((*label.shape, 4), dtype=np.float32)
-    for role, colour in ROLE_COLOURS.items():
-        rgba[label == getattr(convention, role)] = (*colour, OVERLAY_ALPHA)
-    return rgba
-
-
-def _legend(convention: LabelConvention) -> list[Patch]:
-    return [
-        Patch(color=colour, label=f"{getattr(convention, role)}: {convention.labels[getattr(convention, role)]}")
-        for role, colour in ROLE_COLOURS.items()
-    ]
-
-
-def draw_views(views: CaseViews, output_png: str | Path, convention: LabelConvention, title: str = "") -> Path:
-    """Rows axial/sagittal/coronal, columns FLAIR, + ground truth, + prediction (those given); written atomically."""
-    columns = [("FLAIR", None)]
-    columns += [("FLAIR + ground truth", views.truth)] if views.truth is not None else []
-    columns += [("FLAIR + prediction", views.prediction)] if views.prediction is not None else []
-    figure = Figure(figsize=(3.2 * len(columns), 3.2 * len(VIEWS) + 0.9), layout="constrained")
-    axes = figure.subplots(len(VIEWS), len(columns), squeeze=False)
-    for row, (view, (axis, sides)) in enumerate(VIEWS.items()):
-        for col, (heading, labels) in enumerate(columns):
-            ax = axes[row][col]
-            ax.imshow(views.flair[view], cmap=BACKGROUND_BLACK_GRAY, vmin=views.window[0], vmax=views.window[1])
-            if labels is not None:
-                ax.imshow(_overlay(labels[view], convention), interpolation="nearest")
-            ax.set_aspect(views.aspect[view])
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if row == 0:
-                ax.set_title(heading, fontsize=10)
-            if col == 0:
-                ax.set_ylabel(f"{view} ({'xyz'[axis]}={views.centre[axis]})", fontsize=9)
-            _side_letters(ax, sides)
-    figure.legend(handles=_legend(convention), loc="outside lower center", ncols=3, fontsize=8, frameon=False)
-    if title:
-        figure.suptitle(title, fontsize=11)
-    return _save_atomically(figure, Path(output_png))
-
-
-def _side_letters(ax, sides: tuple[str, str, str]) -> None:
-    style = {"color": "white", "fontsize": 8, "transform": ax.transAxes, "fontweight": "bold"}
-    ax.text(0.02, 0.5, sides[0], ha="left", va="center", **style)
-    ax.text(0.98, 0.5, sides[1], ha="right", va="center", **style)
-    ax.text(0.5, 0.98, sides[2], ha="center", va="top", **style)
-
-
-def _save_atomically(figure: Figure, path: Path) -> Path:
-    """Readers (a browser, a report) never see a half-written PNG."""
-    with atomic_write(path, "wb") as f:
-        figure.savefig(f, format="png", dpi=100)
-    return path
-
-
-def render_case(
-    flair: np.ndarray,
-    output_png: str | Path,
-    convention: LabelConvention,
-    prediction: np.ndarray | None = None,
-    truth: np.ndarray | None = None,
-    title: str = "",
-    spacing: Sequence[float] = (1.0, 1.0, 1.0),
-) -> Path:
-    """PNG of RAS-ordered (H, W, D) FLAIR with label maps in the convention's values (see `reorient_to_ras`)."""
-    return draw_views(extract_views(flair, prediction, truth, spacing), output_png, convention, title)
-
-
-def find_flair(image: Path) -> Path:
-    """The FLAIR file of a BraTS case folder, or `image` itself when it is a file."""
-    if image.is_file():
-        return image
-    if not image.is_dir():
-        raise FileNotFoundError(f"{image}: no such file or folder.")
-    found = sorted(p for pattern in FLAIR_PATTERNS for p in image.glob(pattern) if not p.name.startswith("._"))
-    if not found:
-        raise FileNotFoundError(f"{image}: no *_flair.nii(.gz) or *-t2f.nii(.gz) file in this case folder.")
-    return found[0]
-
-
-def load_flair(image: Path) -> tuple[np.ndarray, tuple[float, float, float], bool]:
-    """RAS FLAIR volume, its spacing and whether it came from a 4D (MSD) image, whose channel 0 is FLAIR."""
-    path = find_flair(image)
-    canonical = nib.as_closest_canonical(nib.load(str(path)))
-    data = np.asanyarray(canonical.dataobj)
-    if data.ndim == 4:
-        return np.asarray(data[..., 0], dtype=np.float32), ras_spacing(canonical.affine), True
-    if data.ndim != 3:
-        raise ValueError(f"{path}: expected a 3D FLAIR or a 4D multi-contrast image, got shape {data.shape}.")
-    return np.asarray(data, dtype=np.float32), ras_spacing(canonical.affine), False
-
-
-def load_label(path: Path, shape: tuple[int, ...]) -> np.ndarray:
-    """RAS label map as integers; its shape must match the image's."""
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such label file.")
-    data = np.asanyarray(nib.as_closest_canonical(nib.load(str(path))).dataobj)
-    data = data[..., 0] if data.ndim == 4 and data.shape[-1] == 1 else data
-    if data.shape != shape:
-        raise ValueError(f"{path}: label shape {data.shape} does not match the image shape {shape}.")
-    return np.rint(data).astype(np.int16)
-
-
-def check_values(label: np.ndarray, convention: LabelConvention, path: Path) -> None:
-    """Refuse a label map with values outside the convention, naming the file."""
-    unknown = sorted({int(v) for v in np.unique(label)} - convention.allowed_values)
-    if unknown:
-        raise ValueError(
-            f"{path}: label values {unknown} are not part of the '{convention.name}' convention "
-            f"({convention.description}); pass another --label_convention."
-        )
-
-
-def detect_convention(labels: Sequence[np.ndarray], four_dimensional: bool) -> LabelConvention:
-    """brats2021 when a label 4 is present, else msd for a 4D (MSD) image, else brats2023."""
-    if any((label == 4).any() for label in labels):
-        return CONVENTIONS["brats2021"]
-    return CONVENTIONS["msd" if four_dimensional else "brats2023"]
+from scripts.cases import case_id_from_path
+from scripts.labels import CONVENTIONS, auto_convention
+from scripts.layouts import layout_of_file
+from scripts.pictures import check_values, find_flair, load_flair, load_label, render_case
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Draw one case's picture: 0 when written, 1 with one `error:` line naming the file when not."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--image", required=True, help="FLAIR NIfTI, 4D MSD image or BraTS case folder")
     parser.add_argument("--prediction", help="predicted label map (NIfTI)")
@@ -253,19 +36,20 @@ def main(argv: list[str] | None = None) -> int:
     if args.prediction is None and args.label is None:
         parser.error("give --prediction, --label or both.")
     try:
-        flair, spacing, four_dimensional = load_flair(Path(args.image))
+        flair_file = find_flair(Path(args.image))
+        flair, spacing, four_dimensional = load_flair(flair_file)
         prediction = load_label(Path(args.prediction), flair.shape) if args.prediction else None
         truth = load_label(Path(args.label), flair.shape) if args.label else None
         given = [label for label in (prediction, truth) if label is not None]
         convention = (
-            detect_convention(given, four_dimensional)
+            auto_convention(layout_of_file(flair_file), given, four_dimensional)
             if args.label_convention == "auto"
             else CONVENTIONS[args.label_convention]
         )
         for path, label in ((args.prediction, prediction), (args.label, truth)):
             if label is not None:
                 check_values(label, convention, Path(path))
-        title = args.title or f"{case_id_from_path(find_flair(Path(args.image)))} ({convention.name})"
+        title = args.title or f"{case_id_from_path(flair_file)} ({convention.name})"
         output = render_case(flair, args.output, convention, prediction, truth, title, spacing)
     except (OSError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)

@@ -25,6 +25,7 @@ APP = REPO / "deploy" / "app.py"
 BUNDLE_PYTHON = Path(os.environ.get("SWIN_BRATS_BUNDLE_PYTHON", REPO / ".venv" / "bin" / "python"))
 sys.path[:0] = [str(REPO / "deploy"), str(BUNDLE), str(REPO / "tests")]
 
+from scripts.layouts import CHANNELS, LAYOUTS  # noqa: E402
 from served_bundle import serve_bundle  # noqa: E402
 
 # The checkpoint's own settings, written into the copy's inference.json as for MONAI Label (tests/swin_brats/
@@ -33,7 +34,8 @@ from served_bundle import serve_bundle  # noqa: E402
 # about 36 mm³) stay, but read as 1 mm³ voxels (an input without its affine) every region would be removed.
 MODEL_SETTINGS = {"feature_size": 12, "roi_size": [64, 64, 64], "amp": False, "min_component_mm3": 200000}
 SHAPE = (64, 64, 48)
-SUFFIXES = {"FLAIR": "flair", "T1ce": "t1ce", "T1": "t1", "T2": "t2"}  # BraTS 2021 file endings
+BRATS2021_LAYOUT = LAYOUTS["brats2021"]
+SUFFIXES = dict(zip(CHANNELS, BRATS2021_LAYOUT.suffixes, strict=True))  # BraTS 2021 file endings
 DESCRIPTIONS = {"FLAIR": "AX T2 FLAIR", "T1ce": "AX T1 post-contrast", "T1": "AX T1", "T2": "AX T2"}
 ENV = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "PYTHONWARNINGS": "ignore"}
 
@@ -141,6 +143,6 @@ def dicom_study(case: dict, tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("dicom") / case["id"]
     study = study_attributes()
     for number, (channel, suffix) in enumerate(SUFFIXES.items(), 1):
-        image = nib.load(case["folder"] / f"{case['id']}_{suffix}.nii.gz")
+        image = nib.load(case["folder"] / BRATS2021_LAYOUT.file_name(case["id"], suffix))
         write_mr_series(np.asarray(image.dataobj), image.affine, DESCRIPTIONS[channel], folder / channel, study, number)
     return folder

@@ -13,9 +13,13 @@ import pytest
 from conftest import DESCRIPTIONS, last_line, run_app, study_attributes, write_mr_series
 from pydicom.sr.codedict import codes
 from scripts.labels import CONVENTIONS
-from study import SERIES_RULES, StudyError, find_nifti_study, select_series, series_modality
+from scripts.layouts import CASE_FOLDER_LAYOUTS, LAYOUTS
+from scripts.layouts import CHANNELS as BUNDLE_CHANNELS
+from study import CHANNELS, NIFTI_LAYOUTS, SERIES_RULES, StudyError, find_nifti_study, select_series, series_modality
 
 BRATS2021 = CONVENTIONS["brats2021"]
+# BraTS 2021 file endings -> BraTS 2023 ones, channel by channel (flair -> t2f, ...)
+TO_BRATS2023 = dict(zip(LAYOUTS["brats2021"].suffixes, LAYOUTS["brats2023"].suffixes, strict=True))
 
 
 @pytest.fixture(scope="module")
@@ -144,11 +148,19 @@ def test_ambiguous_and_missing_dicom_series_name_the_series(tmp_path: Path) -> N
         select_series(tmp_path, descriptions)
 
 
+def test_the_apps_file_endings_are_the_bundles_layouts() -> None:
+    """study.py keeps a copy (it reads the input before the bundle is importable): it must match the declaration."""
+    assert CHANNELS == BUNDLE_CHANNELS
+    layouts = {name: LAYOUTS[name] for name in CASE_FOLDER_LAYOUTS}
+    expected = {name: tuple(layout.separator + s for s in layout.suffixes) for name, layout in layouts.items()}
+    assert expected == NIFTI_LAYOUTS
+
+
 def test_nifti_layouts_and_a_4d_file_are_found(case: dict, tmp_path: Path) -> None:
     brats2021 = find_nifti_study(case["folder"])
     assert brats2021.case_id == case["id"] and brats2021.layout == "brats2021"
     assert [p.name.split("_")[-1] for p in brats2021.files] == ["flair.nii.gz", "t1ce.nii.gz", "t1.nii.gz", "t2.nii.gz"]
-    for old, new in {"flair": "t2f", "t1ce": "t1c", "t1": "t1n", "t2": "t2w"}.items():
+    for old, new in TO_BRATS2023.items():
         shutil.copy(case["folder"] / f"{case['id']}_{old}.nii.gz", tmp_path / f"BraTS-GLI-00001-000-{new}.nii.gz")
     brats2023 = find_nifti_study(tmp_path)
     assert brats2023.case_id == "BraTS-GLI-00001-000" and brats2023.layout == "brats2023"
@@ -186,7 +198,7 @@ def test_brats2023_names_get_brats2023_values_as_under_run_inference(
     """`run inference` on a BraTS 2023 dataset writes 1 NCR, 2 ED, 3 ET; the app passes that case item on."""
     study = tmp_path / "BraTS-GLI-00001-000"
     study.mkdir()
-    for old, new in {"flair": "t2f", "t1ce": "t1c", "t1": "t1n", "t2": "t2w"}.items():
+    for old, new in TO_BRATS2023.items():
         shutil.copy(case["folder"] / f"{case['id']}_{old}.nii.gz", study / f"{study.name}-{new}.nii.gz")
     result = run_app(study, tmp_path / "out", served)
     assert result.returncode == 0, result.stderr[-4000:]

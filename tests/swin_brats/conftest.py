@@ -16,12 +16,13 @@ BUNDLE = REPO / "swin_brats_bundle"
 sys.path.insert(0, str(BUNDLE))
 
 from monai.bundle import ConfigWorkflow  # noqa: E402
+from scripts.layouts import LAYOUTS as DECLARED_LAYOUTS  # noqa: E402
 from scripts.synthetic_data import write_dataset  # noqa: E402
 
 # Tiny but real: the shipped configs through `python -m monai.bundle`, with test-sized overrides.
 TINY = ["--feature_size", "12", "--roi_size", "[64,64,64]", "--num_workers", "0", "--progress_bar", "False"]
 SHAPE = (64, 64, 48)
-LAYOUTS = ("brats2021", "brats2023", "msd")
+LAYOUTS = tuple(DECLARED_LAYOUTS)  # every declared layout gets the end-to-end tests
 # For tests about the network's own voxels: the small-component and small-ET rules off.
 NO_POSTPROCESSING = ("--min_component_mm3", "0", "--min_enhancing_mm3", "0", "--min_coreless_lesion_mm3", "0",
                      "--region_thresholds", "[0.5,0.5,0.5]")  # fmt: skip

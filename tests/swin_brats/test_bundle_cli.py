@@ -8,7 +8,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from conftest import BUNDLE, LAYOUTS, REPO, TINY, run_bundle
+from conftest import BUNDLE, DECLARED_LAYOUTS, LAYOUTS, REPO, TINY, run_bundle
 from monai.networks.nets import SwinUNETR
 from scripts.cases import discover
 from scripts.labels import CONVENTIONS, labels_to_regions
@@ -40,7 +40,7 @@ def _dice(prediction: np.ndarray, truth: np.ndarray) -> float:
 def test_train_evaluate_infer(make_dataset, tmp_path: Path, layout: str) -> None:
     data = make_dataset(layout)
     info = discover(data, num_folds=3, seed=0)
-    convention = CONVENTIONS[layout]
+    convention = CONVENTIONS[DECLARED_LAYOUTS[layout].convention]
     common = ["--dataset_dir", str(data), "--ckpt_dir", str(tmp_path / "models"), *TINY]
     if layout == "brats2023":  # through a datalist file: its folds win over --num_folds
         write_datalist(str(data), str(tmp_path / "datalist.json"), num_folds=3, seed=0)

@@ -16,6 +16,7 @@ from scripts.cases import (
     inference_cases,
     output_name,
 )
+from scripts.layouts import layout_of_file
 
 EXPECTED = {
     "brats2021": ("BraTS2021_00000", ["flair", "t1ce", "t1", "t2"], [0, 1, 2, 3]),
@@ -145,3 +146,10 @@ def test_fold_split_and_inference_cases(make_dataset) -> None:
 def test_case_ids_and_output_names(path: str, case_id: str) -> None:
     assert case_id_from_path(path) == case_id
     assert output_name({"filename_or_obj": path}, None)["subject"] == case_id
+
+
+def test_a_files_layout_from_its_name_and_place(make_dataset) -> None:
+    assert layout_of_file("/d/BraTS2021_01146/BraTS2021_01146_flair.nii.gz") == "brats2021"
+    assert layout_of_file("/d/BraTS-GLI-00000-000/BraTS-GLI-00000-000-seg.nii.gz") == "brats2023"
+    assert layout_of_file(make_dataset("msd") / "imagesTr" / "BRATS_001.nii.gz") == "msd"
+    assert layout_of_file("/d/x/BRATS_485.nii") is None  # a lone 4D file: no dataset.json beside it

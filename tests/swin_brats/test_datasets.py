@@ -16,6 +16,7 @@ from monai.data.meta_tensor import MetaTensor
 from monai.transforms import LoadImaged
 from monai.utils import set_determinism
 from scripts.datasets import cached_dataset
+from scripts.layouts import LAYOUTS
 from scripts.transforms import LoadImagePerThreadd
 
 
@@ -125,7 +126,8 @@ def test_cache_filling_threads_each_load_their_own_case(loader_class, make_datas
     MONAI's shared NibabelReader hands A the file list of B's read (1 channel); one loader per thread does not.
     """
     case = make_dataset("brats2021") / "BraTS2021_00000"
-    modalities = [str(case / f"BraTS2021_00000_{m}.nii.gz") for m in ("flair", "t1ce", "t1", "t2")]
+    layout = LAYOUTS["brats2021"]
+    modalities = [str(case / layout.file_name("BraTS2021_00000", m)) for m in layout.suffixes]
     loader = loader_class(keys="image", ensure_channel_first=True, image_only=True)
     first_read_done, both_read = threading.Event(), threading.Barrier(2, timeout=30)
     get_data = NibabelReader.get_data

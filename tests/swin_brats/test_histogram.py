@@ -17,8 +17,10 @@ from monai.networks.nets import SwinUNETR
 from monai.transforms import LoadImaged
 from scripts import histogram
 from scripts.cases import discover, fold_cases
-from scripts.histogram import HistogramStandardized, case_landmarks, fit_fold, quantiles, standard_landmarks
 from scripts.labels import CONVENTIONS, labels_to_regions
+from scripts.landmarks import case_landmarks, fit_fold, quantiles, standard_landmarks
+from scripts.layouts import LAYOUTS
+from scripts.standardization import HistogramStandardized
 from scripts.transforms import normalization_transform
 
 # Per modality (FLAIR, T1ce, T1, T2): gain, offset, gamma of a monotone "other scanner" map of the brain voxels.
@@ -27,7 +29,8 @@ SCANNERS = {
     "gamma_a": ((1.7, 40.0, 0.7), (0.6, 150.0, 1.4), (2.5, 0.0, 1.25), (0.8, 300.0, 0.8)),
     "gamma_b": ((0.5, 200.0, 1.3), (2.0, 10.0, 0.75), (0.9, 80.0, 0.8), (1.4, 0.0, 1.2)),
 }
-MODALITIES = ("flair", "t1ce", "t1", "t2")  # BraTS 2021 file suffixes, in CHANNELS order
+BRATS2021 = LAYOUTS["brats2021"]
+MODALITIES = BRATS2021.suffixes  # BraTS 2021 file suffixes, in CHANNELS order
 # "Nearly identical", in units of the output (z-scored, so standard deviations of the brain's intensities):
 MEDIAN_TOLERANCE = 0.01  # median |difference| over each channel's brain voxels
 P99_TOLERANCE = 0.1  # 99th percentile of |difference|; only the extrapolated 1 % tails may differ more
@@ -45,7 +48,7 @@ def _scanner(image: torch.Tensor, profile: tuple) -> torch.Tensor:
 
 
 def _load(case_dir: Path, case_id: str) -> MetaTensor:
-    files = [str(case_dir / f"{case_id}_{m}.nii.gz") for m in MODALITIES]
+    files = [str(case_dir / BRATS2021.file_name(case_id, m)) for m in MODALITIES]
     return LoadImaged("image", ensure_channel_first=True, image_only=True)({"image": files})["image"]
 
 

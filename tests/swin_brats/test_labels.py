@@ -7,12 +7,15 @@ from monai.data import MetaTensor
 from monai.transforms import ConvertToMultiChannelBasedOnBratsClasses
 from scripts.labels import (
     CONVENTIONS,
+    UNSCANNED_CONVENTION,
     LabelsToRegionsd,
     RegionsToLabelsd,
+    auto_convention,
     get_convention,
     labels_to_regions,
     nest_regions,
 )
+from scripts.layouts import LAYOUTS
 
 EXPECTED_REGIONS = {  # label value -> (TC, WT, ET), written out by hand from each dataset's documentation
     "brats2021": {0: (0, 0, 0), 1: (1, 1, 0), 2: (0, 1, 0), 4: (1, 1, 1)},
@@ -85,3 +88,14 @@ def test_nesting_equals_paint_then_unpaint() -> None:
     regions = torch.as_tensor(np.random.default_rng(2).integers(0, 2, size=(3, 5, 5, 5)), dtype=torch.float32)
     painted = RegionsToLabelsd("x", CONVENTIONS["brats2021"])({"x": regions})["x"]
     assert torch.equal(nest_regions(regions), labels_to_regions(painted, CONVENTIONS["brats2021"]))
+
+
+def test_one_auto_rule_layout_first_then_values() -> None:
+    """A known layout decides; label values only where none is known (a lone file); with neither, the unscanned one."""
+    four = np.array([0, 1, 2, 4])
+    assert auto_convention("brats2023", [four]).name == "brats2023"  # the layout wins over the values
+    assert auto_convention("msd").name == "msd"
+    assert auto_convention(None, [four]).name == "brats2021"
+    assert auto_convention(None, [np.array([0, 1, 2, 3])], four_dimensional=True).name == "msd"
+    assert auto_convention(None).name == UNSCANNED_CONVENTION
+    assert all(layout.convention in CONVENTIONS for layout in LAYOUTS.values())

@@ -14,8 +14,8 @@ import torch
 from conftest import BUNDLE, run_bundle
 from monai.bundle import ConfigParser
 from monai.transforms import LoadImaged, SaveImaged
-from scripts.cases import BRATS_LAYOUTS, CHANNELS, MSD_CHANNEL_INDICES
 from scripts.labels import CONVENTIONS, UNSCANNED_CONVENTION, label_names
+from scripts.layouts import CHANNELS, LAYOUTS
 
 sys.path.insert(0, str(BUNDLE.parent / "tests"))
 from served_bundle import serve_bundle  # noqa: E402
@@ -23,7 +23,8 @@ from served_bundle import serve_bundle  # noqa: E402
 # The checkpoint's own settings, written into the copy's inference.json as a user serving such a model would:
 # MONAI Label overrides nothing but bundle_root.
 MODEL_SETTINGS = {"feature_size": 12, "roi_size": [64, 64, 64], "amp": False}
-SUFFIXES = dict(zip(CHANNELS, BRATS_LAYOUTS["brats2021"]["modalities"], strict=True))  # FLAIR -> flair, ...
+SUFFIXES = dict(zip(CHANNELS, LAYOUTS["brats2021"].suffixes, strict=True))  # FLAIR -> flair, ...
+MSD_CHANNEL_INDICES = LAYOUTS["msd"].channel_indices
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 from conftest import BUNDLE
 from scipy import ndimage
-from scripts.cases import CHANNELS, discover
+from scripts.cases import discover
+from scripts.layouts import CHANNELS
 from scripts.synthetic_data import BRATS_GRID, CASE_DECK, case_kinds, load_template, make_case, write_dataset
 
 FLAIR, T1CE, T1, T2 = (CHANNELS.index(name) for name in ("FLAIR", "T1ce", "T1", "T2"))

@@ -7,16 +7,9 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-from scripts.labels import CONVENTIONS
-from scripts.visualize import (
-    detect_convention,
-    extract_views,
-    main,
-    ras_spacing,
-    render_case,
-    reorient_to_ras,
-    tumour_centre,
-)
+from scripts.labels import CONVENTIONS, detect_convention
+from scripts.pictures import extract_views, ras_spacing, render_case, reorient_to_ras, tumour_centre
+from scripts.visualize import main
 
 BUNDLE = Path(__file__).resolve().parents[2] / "swin_brats_bundle"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
