@@ -15,12 +15,6 @@ from pathlib import Path
 CHANNELS = ("FLAIR", "T1ce", "T1", "T2")
 """The network's input channels, in order (the bundle's `scripts.layouts.CHANNELS` and metadata.json channel_def)."""
 
-# File-name endings per layout, in CHANNELS order: a copy of the bundle's scripts.layouts.LAYOUTS (separator +
-# suffix), because the app reads its input folder before it knows which bundle to import; tests/deploy compare the two.
-NIFTI_LAYOUTS: dict[str, tuple[str, ...]] = {
-    "brats2021": ("_flair", "_t1ce", "_t1", "_t2"),
-    "brats2023": ("-t2f", "-t1c", "-t1n", "-t2w"),
-}
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
 
 # DICOM series rules: a regular expression searched (case-insensitively) in SeriesDescription. A series is given the
@@ -64,6 +58,17 @@ def nifti_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and p.name.endswith(NIFTI_SUFFIXES))
 
 
+def nifti_layouts() -> dict[str, tuple[str, ...]]:
+    """Lower-case file-name endings (separator + suffix) of each case-folder layout of the bundle, in CHANNELS order.
+
+    Imported here rather than at the top: the app imports this module before the bundle it is given is on sys.path.
+    """
+    from scripts.layouts import CASE_FOLDER_LAYOUTS, LAYOUTS
+
+    layouts = {name: LAYOUTS[name] for name in CASE_FOLDER_LAYOUTS}
+    return {name: tuple(f"{lay.separator}{s}".lower() for s in lay.suffixes) for name, lay in layouts.items()}
+
+
 def find_nifti_study(folder: Path) -> NiftiStudy:
     """The modality files of the one study in `folder`: one 4D file, or BraTS 2021 / 2023 names."""
     files = nifti_files(folder)
@@ -72,7 +77,8 @@ def find_nifti_study(folder: Path) -> NiftiStudy:
     if len(files) == 1:
         return NiftiStudy(case_id=strip_nifti_suffix(files[0].name), files=(files[0],), layout=None)
     stems = {path: strip_nifti_suffix(path.name).lower() for path in files}
-    for layout, endings in NIFTI_LAYOUTS.items():
+    layouts = nifti_layouts()
+    for layout, endings in layouts.items():
         matches = {
             channel: [p for p, s in stems.items() if s.endswith(end)]
             for channel, end in zip(CHANNELS, endings, strict=True)
@@ -88,9 +94,10 @@ def find_nifti_study(folder: Path) -> NiftiStudy:
         chosen = tuple(matches[channel][0] for channel in CHANNELS)
         case_id = strip_nifti_suffix(chosen[0].name)[: -len(endings[0])]
         return NiftiStudy(case_id=case_id, files=chosen, layout=layout)
+    named_like = " or ".join("<case>" + "/".join(endings) for endings in layouts.values())
     raise StudyError(
-        f"{folder}: {len(files)} NIfTI files but none named like <case>_flair/_t1/_t1ce/_t2 or "
-        f"<case>-t2f/-t1n/-t1c/-t2w, and not a single 4D file: {_names(files)}."
+        f"{folder}: {len(files)} NIfTI files but none named like {named_like}, "
+        f"and not a single 4D file: {_names(files)}."
     )
 
 

@@ -6,7 +6,7 @@ T2 get their own CSF/grey/white-matter contrast; tumours have a necrotic core, a
 along white matter, irregular shapes and a spread of sizes; some cases have two lesions, some no enhancing tumour.
 Each modality of each case has its own scanner: bias field, gain, offset, gamma and Rician noise.
 
-Run: python scripts/synthetic_data.py --output_dir D [--layout brats2021|brats2023|msd] [--num_cases 20]
+Run: python scripts/synthetic_data.py --output_dir D [--layout brats2021 (any in scripts/layouts.py)] [--num_cases 20]
      [--spacing 1|2 (mm; 1 = the 240x240x155 BraTS grid)] [--shape H W D] [--seed 0] [--preview PNG]
      [--workers N (processes; the data do not depend on it)]
 """

@@ -13,9 +13,9 @@ import pytest
 from conftest import DESCRIPTIONS, last_line, run_app, study_attributes, write_mr_series
 from pydicom.sr.codedict import codes
 from scripts.labels import CONVENTIONS
-from scripts.layouts import CASE_FOLDER_LAYOUTS, LAYOUTS
 from scripts.layouts import CHANNELS as BUNDLE_CHANNELS
-from study import CHANNELS, NIFTI_LAYOUTS, SERIES_RULES, StudyError, find_nifti_study, select_series, series_modality
+from scripts.layouts import LAYOUTS
+from study import CHANNELS, SERIES_RULES, StudyError, find_nifti_study, nifti_layouts, select_series, series_modality
 
 BRATS2021 = CONVENTIONS["brats2021"]
 # BraTS 2021 file endings -> BraTS 2023 ones, channel by channel (flair -> t2f, ...)
@@ -148,12 +148,14 @@ def test_ambiguous_and_missing_dicom_series_name_the_series(tmp_path: Path) -> N
         select_series(tmp_path, descriptions)
 
 
-def test_the_apps_file_endings_are_the_bundles_layouts() -> None:
-    """study.py keeps a copy (it reads the input before the bundle is importable): it must match the declaration."""
+def test_the_apps_file_endings_come_from_the_bundles_layouts() -> None:
+    """study.py takes the file endings from scripts.layouts; its CHANNELS (needed before the bundle is importable) is
+    a copy, which must match."""
     assert CHANNELS == BUNDLE_CHANNELS
-    layouts = {name: LAYOUTS[name] for name in CASE_FOLDER_LAYOUTS}
-    expected = {name: tuple(layout.separator + s for s in layout.suffixes) for name, layout in layouts.items()}
-    assert expected == NIFTI_LAYOUTS
+    assert nifti_layouts() == {
+        "brats2021": ("_flair", "_t1ce", "_t1", "_t2"),
+        "brats2023": ("-t2f", "-t1c", "-t1n", "-t2w"),
+    }
 
 
 def test_nifti_layouts_and_a_4d_file_are_found(case: dict, tmp_path: Path) -> None:
