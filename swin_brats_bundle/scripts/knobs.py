@@ -80,6 +80,7 @@ KNOBS: dict[str, Knob] = {
         tracked=True,
     ),
     "loss": choice(*LOSSES, tracked=True),
+    "dice_weight": number(0, tracked=True),  # the Dice term's weight in dice_bce / dice_focal (BCE / focal weigh 1)
     "optimizer_name": choice(*OPTIMIZERS),  # recorded as `optimizer`, its name in earlier runs
     "num_workers": integer(0),
     "loader_workers": integer(0),

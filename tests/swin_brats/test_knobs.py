@@ -98,3 +98,17 @@ def test_mlflow_parameters_come_from_the_declarations(make_dataset) -> None:
     assert params["roi_size"] == knobs["roi_size"] and params["optimizer"] == knobs["optimizer_name"] == "adamw"
     assert knobs["label_convention"] == "auto" and params["label_convention"] == "msd"
     assert isinstance(params["amp"], bool)
+
+
+@pytest.mark.parametrize("loss", ["dice_bce", "dice_focal"])
+def test_dice_weight_reaches_the_loss(loss: str) -> None:
+    """`dice_weight` scales the Dice term of the losses that have one; the BCE or focal term keeps weight 1."""
+    workflow = ConfigWorkflow(
+        config_file=str(CONFIGS / "train.json"),
+        workflow_type="train",
+        bundle_root=str(BUNDLE),
+        loss=loss,
+        dice_weight=0.25,
+    )
+    loss_function = workflow.parser.get_parsed_content("loss_function")
+    assert (loss_function.lambda_dice, loss_function.lambda_focal) == (0.25, 1.0)
