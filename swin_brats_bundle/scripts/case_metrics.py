@@ -15,7 +15,7 @@ from monai.data import decollate_batch
 
 from scripts.case_pictures import ExtremeCasePictures
 from scripts.labels import CONVENTIONS, LabelConvention
-from scripts.metrics import DILATION_ITERATIONS, REGION_ORDER, region_metrics, summarize
+from scripts.metrics import DILATION_ITERATIONS, REGION_ORDER, region_metrics, summarise
 from scripts.metrics_files import write_case_metrics
 from scripts.naming import case_id_of
 from scripts.tensor_meta import to_numpy, voxel_spacing
@@ -89,7 +89,7 @@ class CaseMetricsWriter:
 
     def write(self, engine: Engine) -> None:
         """metrics.csv, summary.json and the pictures; rows and summary onto `engine.state.case_metrics`."""
-        summary = summarize(self.rows)
+        summary = summarise(self.rows)
         write_case_metrics(self.output_dir, self.rows, summary)
         engine.state.case_metrics = {"rows": list(self.rows), "summary": summary}
         self.pictures.draw(self.rows, self.output_dir)
