@@ -69,8 +69,8 @@ def _swin_overrides(tmp: Path) -> dict[str, Any]:
 
 
 def _classification_overrides(tmp: Path) -> dict[str, Any]:
-    """60 embedded digits and feature size 12 for the classification_bundle workflows."""
-    return {"num_samples": 60, "feature_size": 12, "num_threads": 0}
+    """60 embedded digits and feature size 12 for the classification_bundle workflows (no trained model to load)."""
+    return {"num_samples": 60, "feature_size": 12, "num_threads": 0, "load_pretrain": False}
 
 
 # Workflow overrides (check_properties) and the TorchScript export settings, per bundle folder name.

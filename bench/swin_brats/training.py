@@ -55,7 +55,7 @@ def measure(pipeline: str, data: Path, work: Path, args: argparse.Namespace) -> 
         overrides["train#dataset"] = {
             "_target_": "Dataset",
             "data": {
-                "_target_": "scripts.cases.fold_cases",
+                "_target_": "scripts.folds.fold_cases",
                 "info": "@dataset_info",
                 "fold": "@fold",
                 "split": "train",

@@ -26,7 +26,7 @@ from scripts.knob_rules import (
 )
 from scripts.knob_rules import tracked as tracked_values
 
-PATHS = ("bundle_root", "ckpt_dir", "output_dir", "dataset_dir", "input_dir")
+PATHS = ("bundle_root", "ckpt_dir", "output_dir", "dataset_dir", "input_dir", "checkpoint")
 
 KNOBS: dict[str, Knob] = {
     **{name: text() for name in PATHS},
@@ -38,6 +38,7 @@ KNOBS: dict[str, Knob] = {
     "amp": switch(tracked=True),
     "progress_bar": switch(),
     "check_versions": switch(),
+    "load_pretrain": switch(),
     "resume": switch(tracked=True),
     "seed": integer(tracked=True),
     "num_classes": integer(2, tracked=True),

@@ -27,7 +27,7 @@ if __package__ in (None, ""):  # run as a file: make the bundle root importable 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from scripts.atomic import atomic_write
-from scripts.cases import dataset_info, inference_cases
+from scripts.datalist import dataset_info, inference_cases
 from scripts.errors import first_line, stop
 from scripts.labels import CONVENTIONS, LabelConvention, get_convention
 from scripts.layouts import CASE_FOLDER_LAYOUTS, NIFTI_SUFFIXES, strip_nifti_suffix

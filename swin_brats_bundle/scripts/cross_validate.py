@@ -30,7 +30,7 @@ if __package__ in (None, ""):  # run as a file: make the bundle root importable 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from scripts.atomic import atomic_write
-from scripts.cases import dataset_info
+from scripts.datalist import dataset_info
 from scripts.errors import stop
 from scripts.labels import REGIONS
 

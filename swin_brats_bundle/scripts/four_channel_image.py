@@ -20,7 +20,7 @@ if __package__ in (None, ""):  # run as a file: make the bundle root importable 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from scripts.atomic import atomic_path
-from scripts.cases import dataset_info, inference_cases
+from scripts.datalist import dataset_info, inference_cases
 from scripts.transforms import ReorderChannelsd
 
 # inference.json's loading, with the source integer type kept (dtype None)
@@ -30,7 +30,7 @@ LOAD_IN_NETWORK_ORDER = Compose(
 
 
 def four_channel_image(case: dict) -> nib.Nifti1Image:
-    """One inference case (`cases.inference_cases`) as a (x, y, z, 4) image in the network's channel order, loaded
+    """One inference case (`datalist.inference_cases`) as a (x, y, z, 4) image in the network's channel order, loaded
     and reordered by the transforms inference.json runs (the case's own `channel_indices`)."""
     image = LOAD_IN_NETWORK_ORDER(dict(case))["image"]
     return nib.Nifti1Image(np.moveaxis(image.numpy(), 0, -1), image.affine.numpy())

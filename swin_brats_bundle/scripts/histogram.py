@@ -15,9 +15,11 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a file: make the bundle root importable so `scripts.*` resolves
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from scripts.cases import DatasetLayoutError, discover, load_datalist
+from scripts.cases import discover
+from scripts.datalist import load_datalist
 from scripts.errors import first_line
 from scripts.landmarks import fit_fold
+from scripts.layouts import DatasetLayoutError
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -79,7 +79,7 @@ UNSCANNED_CONVENTION = "brats2021"
 """What label_convention `auto` writes where no dataset was scanned (MONAI Label, MONAI Deploy: one image each)."""
 
 CASE_CONVENTION = "label_convention"
-"""The item of an inference case that carries the convention detected for its dataset (see `cases.inference_cases`)."""
+"""The item of an inference case that carries its dataset's detected convention (see `datalist.inference_cases`)."""
 
 
 def label_names(convention: LabelConvention) -> dict[str, str]:

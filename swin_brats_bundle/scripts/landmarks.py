@@ -19,8 +19,8 @@ from monai.data import Dataset
 from monai.transforms import LoadImage
 
 from scripts.atomic import atomic_write
-from scripts.cases import fold_cases
 from scripts.errors import first_line, stop
+from scripts.folds import fold_cases
 from scripts.layouts import CHANNELS
 
 logger = logging.getLogger(__name__)

@@ -21,6 +21,10 @@ DECATHLON_DESCRIPTION = "dataset.json"
 TRAINING_IMAGES, TRAINING_LABELS, TEST_IMAGES = "imagesTr", "labelsTr", "imagesTs"
 
 
+class DatasetLayoutError(ValueError):
+    """The dataset folder does not hold cases in a supported layout, or some cases are incomplete."""
+
+
 @dataclass(frozen=True)
 class Layout:
     """How one dataset family names its cases and files, and which label convention (`labels.CONVENTIONS`) it uses.

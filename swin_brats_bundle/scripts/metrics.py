@@ -207,7 +207,7 @@ def region_metrics(
     return {column: row[column] for column in METRIC_COLUMNS}
 
 
-def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
+def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Mean, median and (population) standard deviation of every numeric column over the cases; text is skipped."""
     columns = [key for key, value in rows[0].items() if _is_number(value)] if rows else []
     metrics = {}

@@ -1,6 +1,6 @@
 """Pictures of a case: axial, sagittal and coronal FLAIR slices through the tumour centre with label overlays.
 
-The library behind `visualize.py` (the command line) and the evaluation's per-case pictures (`case_metrics.py`).
+The library behind `visualize.py` (the command line) and the evaluation's per-case pictures (`case_pictures.py`).
 """
 
 from __future__ import annotations

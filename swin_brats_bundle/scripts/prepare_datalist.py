@@ -11,7 +11,6 @@ is written (exit status 1) unless --skip_bad, which writes it without them (fold
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections import Counter
 from pathlib import Path
@@ -19,10 +18,11 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a file: make the bundle root importable so `scripts.*` resolves
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from scripts.atomic import atomic_write
-from scripts.cases import DatasetLayoutError, assign_folds, discover, to_relative
+from scripts.cases import discover
+from scripts.datalist import save_datalist
+from scripts.folds import assign_folds
 from scripts.labels import CONVENTIONS, get_convention
-from scripts.layouts import LAYOUTS
+from scripts.layouts import LAYOUTS, DatasetLayoutError
 from scripts.preflight import Problem, check_cases, report
 
 
@@ -62,8 +62,7 @@ def write_datalist(
         raise DatasetLayoutError(f"{report(broken, total)}\nNo datalist written; fix these cases or pass --skip_bad.")
     if not datalist["training"] and not datalist["testing"]:
         raise DatasetLayoutError(f"{report(broken, total)}\nNo usable case left; no datalist written.")
-    with atomic_write(output) as f:
-        f.write(json.dumps(to_relative(datalist, dataset_dir), indent=4) + "\n")
+    save_datalist(datalist, output, dataset_dir)
     return datalist, broken
 
 

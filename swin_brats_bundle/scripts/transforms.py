@@ -11,7 +11,7 @@ import torch
 from monai.config import KeysCollection
 from monai.transforms import Compose, LoadImaged, MapTransform, NormalizeIntensityd
 
-from scripts.cases import CASE_CHANNEL_INDICES
+from scripts.datalist import CASE_CHANNEL_INDICES
 from scripts.layouts import IDENTITY_CHANNEL_INDICES
 from scripts.standardization import HistogramStandardized
 
@@ -45,8 +45,8 @@ class LoadImagePerThreadd(MapTransform):
 class ReorderChannelsd(MapTransform):
     """Put image channels in the network's order (FLAIR, T1ce, T1, T2); MONAI has no channel-permutation transform.
 
-    `indices` "auto" takes each case's own `channel_indices` item, which `cases.inference_cases` sets from the dataset
-    it scanned; a case without one (a MONAI Label or MONAI Deploy input) is taken to be in the network's order.
+    `indices` "auto" takes each case's own `channel_indices` item, which `datalist.inference_cases` sets from the
+    dataset it scanned; a case without one (a MONAI Label or MONAI Deploy input) is taken to be in the network's order.
     """
 
     def __init__(self, keys: KeysCollection, indices: Sequence[int] | str = "auto", allow_missing_keys: bool = False):

@@ -17,9 +17,9 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a file: make the bundle root importable so `scripts.*` resolves
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from scripts.cases import case_id_from_path
 from scripts.labels import CONVENTIONS, auto_convention
 from scripts.layouts import layout_of_file
+from scripts.naming import case_id_from_path
 from scripts.pictures import check_values, find_flair, load_flair, load_label, render_case
 
 

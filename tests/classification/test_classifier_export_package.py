@@ -162,7 +162,7 @@ def test_inference_from_the_torchscript_file_alone(
     eager_predictions: dict[str, dict[str, float]], exported: Path, unpacked: Path, volumes: Path, tmp_path: Path
 ) -> None:
     state_dict = unpacked / "models" / "model.pt"
-    state_dict.rename(tmp_path / "model.pt")  # only model.ts is left: the CheckpointLoader must be off
+    state_dict.rename(tmp_path / "model.pt")  # only model.ts is left: the model.pt loader must be off
     try:
         bundle_cli("run", "inference", "--config_file", TS_CONFIGS, "--input_dir", str(volumes),
                    "--output_dir", str(tmp_path / "ts"), *TINY, cwd=unpacked)  # fmt: skip

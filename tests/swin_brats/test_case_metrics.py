@@ -11,9 +11,12 @@ import pytest
 import torch
 from ignite.engine import Engine, Events
 from monai.data import MetaTensor
-from scripts.case_metrics import DICE_COLUMNS, CaseMetricsWriter, case_id_of, voxel_spacing
+from scripts.case_metrics import CaseMetricsWriter
+from scripts.case_ranking import DICE_COLUMNS
 from scripts.labels import CONVENTIONS
 from scripts.metrics import HD95_EMPTY_MM, METRIC_COLUMNS, region_metrics
+from scripts.naming import case_id_of
+from scripts.tensor_meta import voxel_spacing
 
 SHAPE = (20, 20, 20)
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -101,7 +104,7 @@ def test_pictures_of_worst_and_best(tmp_path: Path, items: list[dict]) -> None:
     for name in pictures:
         data = (tmp_path / "pictures" / name).read_bytes()
         assert data.startswith(PNG_SIGNATURE) and len(data) > 20_000
-    assert set(writer._views) == {"BraTS2021_00002", "BraTS2021_00003"}  # only candidates' slices are kept
+    assert set(writer.pictures.views) == {"BraTS2021_00002", "BraTS2021_00003"}  # only candidates' slices are kept
 
 
 def test_spacing_and_case_id_sources() -> None:

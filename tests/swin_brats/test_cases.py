@@ -7,16 +7,11 @@ from pathlib import Path
 
 import pytest
 from conftest import BUNDLE
-from scripts.cases import (
-    DatasetLayoutError,
-    case_id_from_path,
-    dataset_info,
-    discover,
-    fold_cases,
-    inference_cases,
-    output_name,
-)
-from scripts.layouts import layout_of_file
+from scripts.cases import discover
+from scripts.datalist import dataset_info, inference_cases
+from scripts.folds import fold_cases
+from scripts.layouts import DatasetLayoutError, layout_of_file
+from scripts.naming import case_id_from_path, output_name
 
 EXPECTED = {
     "brats2021": ("BraTS2021_00000", ["flair", "t1ce", "t1", "t2"], [0, 1, 2, 3]),

@@ -16,7 +16,8 @@ from monai.inferers import SlidingWindowInferer
 from monai.networks.nets import SwinUNETR
 from monai.transforms import LoadImaged
 from scripts import histogram
-from scripts.cases import discover, fold_cases
+from scripts.cases import discover
+from scripts.folds import fold_cases
 from scripts.labels import CONVENTIONS, labels_to_regions
 from scripts.landmarks import case_landmarks, fit_fold, quantiles, standard_landmarks
 from scripts.layouts import LAYOUTS

@@ -11,7 +11,7 @@ from scripts.metrics import (
     hd95_mm,
     lesion_wise,
     region_metrics,
-    summarize,
+    summarise,
 )
 
 SPACING = (2.0, 1.0, 3.0)  # anisotropic on purpose: a mix-up of axes changes every distance below
@@ -201,14 +201,14 @@ def test_rejects_wrong_shapes() -> None:
         region_metrics(np.zeros((3, 4, 4, 4)), np.zeros((3, 4, 4, 5)), (1, 1, 1))
 
 
-def test_summarize_by_hand() -> None:
+def test_summarise_by_hand() -> None:
     rows = [
         {"case_id": "a", "dice_et": 0.2, "hd95_et": 1.0},
         {"case_id": "b", "dice_et": 0.4, "hd95_et": 1.0},
         {"case_id": "c", "dice_et": 0.9, "hd95_et": 5.0},
         {"case_id": "d", "dice_et": 1.0, "hd95_et": 373.0},
     ]
-    summary = summarize(rows)
+    summary = summarise(rows)
     assert summary["cases"] == 4 and set(summary["metrics"]) == {"dice_et", "hd95_et"}
     dice = summary["metrics"]["dice_et"]
     # mean 2.5/4; median (0.4+0.9)/2; deviations -.425 -.225 .275 .375 -> variance .4475/4
@@ -216,4 +216,4 @@ def test_summarize_by_hand() -> None:
     assert dice["median"] == pytest.approx(0.65)
     assert dice["std"] == pytest.approx(math.sqrt(0.4475 / 4))
     assert summary["metrics"]["hd95_et"]["median"] == pytest.approx(3.0)
-    assert summarize([]) == {"cases": 0, "metrics": {}}
+    assert summarise([]) == {"cases": 0, "metrics": {}}

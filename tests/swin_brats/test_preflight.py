@@ -19,10 +19,12 @@ from monai.bundle import ConfigWorkflow
 from monai.inferers import SimpleInferer
 from monai.networks.nets import SwinUNETR
 from monai.transforms import Compose, Lambda
-from scripts.cases import DatasetLayoutError, dataset_info, discover
+from scripts.cases import discover
+from scripts.datalist import dataset_info
 from scripts.errors import InputError
 from scripts.inference_cases import CaseDataset, CaseSafeEvaluator, InferenceCases
 from scripts.labels import CONVENTIONS
+from scripts.layouts import DatasetLayoutError
 from scripts.preflight import check_case, require_valid_cases
 from scripts.synthetic_data import make_case, write_case
 

@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 import torch
 from conftest import BUNDLE, LAYOUTS, TINY, run_bundle
-from scripts.cases import discover, inference_cases
+from scripts.cases import discover
 from scripts.check_submission import check_submission, report_path
+from scripts.datalist import inference_cases
 from scripts.labels import CONVENTIONS
 
 CHECK = BUNDLE / "scripts" / "check_submission.py"
