@@ -52,6 +52,8 @@ def train(weight: float, fold: int, common: dict, work: Path) -> dict:
         per_case = {
             row["case_id"]: {r: round(float(row[f"dice_{r}"]), 4) for r in REGIONS} for row in csv.DictReader(f)
         }
+    for dice in per_case.values():
+        dice["mean"] = round(sum(dice[r] for r in REGIONS) / len(REGIONS), 4)
     curve = read_curve(out / "eval" / "training_log.csv")
     return {"reused_run": reused, "curve": curve, "final": curve[-1], "per_case_dice": per_case}
 
