@@ -12,7 +12,8 @@ The seed and quick runs train 20 epochs (quick.json) and validate every other ep
 (~7 minutes) beside an unchanged 8-epoch quick run, which is what 2 CPU cores allow in one sitting.
 
     .venv/bin/python bench/swin_brats/convergence.py [--data_seed 2026] [--variants seed quick ...]
-        [--minutes 20] [--work DIR]      -> bench/results/swin_brats_convergence.json and .png
+        [--minutes 20] [--work DIR] [--result NAME]      -> bench/results/NAME.json and .png
+                                                            (NAME: swin_brats_convergence by default)
 """
 
 from __future__ import annotations
@@ -189,6 +190,7 @@ def main() -> None:
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--minutes", type=float, default=20.0, help="training budget the best Dice is read within")
     parser.add_argument("--work", type=Path, default=None, help="keep runs here (a rerun skips finished variants)")
+    parser.add_argument("--result", default="swin_brats_convergence", help="result file name (and its .png)")
     args = parser.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="convergence_"))
     work.mkdir(parents=True, exist_ok=True)
@@ -202,10 +204,10 @@ def main() -> None:
         if name in runs
     }
     quick = json.loads((BUNDLE / "configs" / "quick.json").read_text())
-    picture = RESULTS / "swin_brats_convergence.png"
+    picture = RESULTS / f"{args.result}.png"
     plot(runs, args.minutes, picture)
     write_result(
-        "swin_brats_convergence",
+        args.result,
         {
             "benchmark": "validation mean Dice against training time: seed recipe, quick recipe, each choice taken back",  # noqa: E501
             "synthetic_data": True,
