@@ -1,8 +1,12 @@
-"""Scale-out and resilience: atomic checkpoints, kill and resume, seeded determinism, torchrun DDP on CPU (gloo)."""
+"""Scale-out and resilience: atomic checkpoints, kill and resume, seeded determinism, torchrun DDP on CPU (gloo):
+per-rank shards, two launchers as two nodes."""
 
+import contextlib
+import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -92,31 +96,109 @@ def test_two_seeded_runs_give_identical_losses(make_dataset, tmp_path: Path) -> 
     assert first == second
 
 
-def test_torchrun_ddp_on_cpu_matches_single_process_evaluation(make_dataset, tmp_path: Path) -> None:
-    """Two gloo ranks train and validate 3 cases split 2 + 1; the gathered Dice equals a one-process evaluation."""
-    data = make_dataset("brats2021", num_cases=5, num_unlabelled=0, seed=5)
-    common = ["--dataset_dir", str(data), "--num_folds", "2", "--ckpt_dir", str(tmp_path / "models"), *TINY]
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-               "-m", "monai.bundle", "run", "--config_file", "['configs/train.json','configs/multi_gpu_train.json']",
-               "--epochs", "1", "--output_dir", str(tmp_path / "train"), *common]  # fmt: skip
-    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1"}
-    ddp = subprocess.run(command, cwd=BUNDLE, env=env, capture_output=True, text=True, timeout=900)
-    log = ddp.stdout + ddp.stderr
-    assert ddp.returncode == 0, log[-6000:]
-    per_rank = BEST_METRIC.findall(log)  # each rank's evaluator logs its own key metric
-    assert len(per_rank) == 2, f"one line per rank (2 ranks x 1 validation): {per_rank}"
-    distributed_dice = set(per_rank)
-    assert len(distributed_dice) == 1, f"every rank sees the same gathered metric: {per_rank}"
-    assert log.count("models/model.pt (val_mean_dice") == 1, "only rank 0 saves"
-    SwinUNETR(4, 3, feature_size=12).load_state_dict(torch.load(tmp_path / "models" / "model.pt", weights_only=True))
+DDP_ENV = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+MULTI_GPU = "['configs/train.json','configs/multi_gpu_train.json']"
 
-    single = run_bundle("--config_file", "['configs/train.json','configs/evaluate.json']", *common,
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_each_rank_caches_a_disjoint_half_and_an_epoch_visits_every_case_once(make_dataset, tmp_path: Path) -> None:
+    """Two gloo ranks under torchrun, the real configs: 4 training cases, 2 cached per rank, each trained once."""
+    data = make_dataset("brats2021", num_cases=6, num_unlabelled=0, seed=5)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+               str(Path(__file__).with_name("shard_probe.py")), str(tmp_path), str(data), "num_folds=3"]  # fmt: skip
+    probe = subprocess.run(command, cwd=BUNDLE, env=DDP_ENV, capture_output=True, text=True, timeout=600)
+    assert probe.returncode == 0, (probe.stdout + probe.stderr)[-6000:]
+    ranks = [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in (0, 1)]
+    everything = ranks[0]["all_training"]
+    assert len(everything) == 4 and ranks[1]["all_training"] == everything
+    shards = [set(rank["shard"]) for rank in ranks]
+    assert [len(shard) for shard in shards] == [2, 2] and not shards[0] & shards[1]
+    assert shards[0] | shards[1] == set(everything)
+    assert [rank["cached"] for rank in ranks] == [2, 2], "each rank caches its own half, not every case"
+    visited = ranks[0]["visited"] + ranks[1]["visited"]
+    assert sorted(visited) == sorted(everything), f"one epoch, both ranks: every case exactly once ({visited})"
+    validation = [set(rank["validation"]) for rank in ranks]
+    assert [len(part) for part in validation] == [1, 1] and not validation[0] & validation[1]
+
+
+def _node(port: int, out: Path, data: Path, log: Path, *extra: str) -> subprocess.Popen:
+    """One of two torchrun launchers of one process each, meeting at a c10d rendezvous on 127.0.0.1 (two "nodes")."""
+    command = [sys.executable, "-m", "torch.distributed.run", "--nnodes=2", "--nproc_per_node=1",
+               "--rdzv_backend=c10d", f"--rdzv_endpoint=127.0.0.1:{port}", "--rdzv_id=brats",
+               "-m", "monai.bundle", "run", "training", "--config_file", MULTI_GPU,
+               "--meta_file", "configs/metadata.json", "--logging_file", "configs/logging.conf",
+               "--dataset_dir", str(data), "--num_folds", "3", "--ckpt_dir", str(out / "models"),
+               "--output_dir", str(out / "train"), "--epochs", "2", "--val_interval", "2", *TINY, *extra]  # fmt: skip
+    with log.open("w") as sink:  # a file, not a pipe: a full pipe would stall the launcher while the test polls
+        return subprocess.Popen(command, cwd=BUNDLE, env=DDP_ENV, stdout=sink, stderr=subprocess.STDOUT)
+
+
+def _kill_node(launcher: subprocess.Popen) -> None:
+    """SIGKILL a launcher and every process under it: torchrun starts its workers in sessions of their own."""
+    parents = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parents[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue  # the process ended while being listed
+    doomed, frontier = set(), {launcher.pid}
+    while frontier:
+        doomed |= frontier
+        frontier = {pid for pid, parent in parents.items() if parent in frontier} - doomed
+    for pid in doomed:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    launcher.wait()
+
+
+def test_two_nodes_train_resume_together_after_one_is_killed_and_match_one_process(make_dataset, tmp_path) -> None:
+    """Two launchers train; one "node" is killed after epoch 1; both resume; the gathered Dice is one process's."""
+    data = make_dataset("brats2021", num_cases=6, num_unlabelled=0, seed=5)
+    logs = [tmp_path / f"{name}.log" for name in ("first", "second", "first_resumed", "second_resumed")]
+    port, checkpoint = _free_port(), tmp_path / "models" / TRAINING_CHECKPOINT
+    nodes = [_node(port, tmp_path, data, log) for log in logs[:2]]
+    try:
+        deadline = time.monotonic() + 600
+        while not checkpoint.exists() and nodes[0].poll() is None and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert checkpoint.exists(), logs[0].read_text()[-6000:]
+        _kill_node(nodes[1])
+        nodes[0].wait(timeout=300)  # the survivor must end on its own, not wait forever for its peer
+        assert nodes[0].returncode != 0, logs[0].read_text()[-3000:]
+        assert torch.load(checkpoint, weights_only=True)["trainer"]["epoch"] == 1
+        assert not (tmp_path / "models" / "model.pt").exists(), "no validation before epoch 2"
+
+        port = _free_port()
+        nodes += [_node(port, tmp_path, data, log, "--resume", "True") for log in logs[2:]]
+        for node in nodes[2:]:
+            node.wait(timeout=600)
+    finally:
+        for node in nodes:
+            if node.poll() is None:
+                _kill_node(node)
+    resumed = [log.read_text() for log in logs[2:]]
+    for node, log in zip(nodes[2:], resumed, strict=True):
+        assert node.returncode == 0, log[-6000:]
+        assert "resumed from epoch 1" in log
+        assert [int(e) for e in TRAINER_EPOCH_DONE.findall(log)] == [2], "epoch 1 is not trained again"
+    shards = [re.search(r"rank (\d) of 2: 2 of the 4 training case\(s\)", log) for log in resumed]
+    assert sorted(int(match.group(1)) for match in shards if match) == [0, 1]
+    gathered = [float(v) for log in resumed for v in BEST_METRIC.findall(log)]
+    assert len(gathered) == 2 and gathered[0] == gathered[1], f"each rank logs the gathered metric: {gathered}"
+    assert "".join(resumed).count("models/model.pt (val_mean_dice") == 1, "only rank 0 saves"
+
+    single = run_bundle("--config_file", "['configs/train.json','configs/evaluate.json']", "--dataset_dir", str(data),
+                        "--num_folds", "3", "--ckpt_dir", str(tmp_path / "models"), *TINY,
                         "--output_dir", str(tmp_path / "evaluation"))  # fmt: skip
-    assert [float(v) for v in BEST_METRIC.findall(single.stdout + single.stderr)] == pytest.approx(
-        [float(distributed_dice.pop())], abs=1e-6
-    )
+    one_process = [float(v) for v in BEST_METRIC.findall(single.stdout + single.stderr)]
+    assert one_process == pytest.approx(gathered[:1], abs=1e-6)
     evaluated = (tmp_path / "evaluation" / "metrics.csv").read_text().strip().splitlines()
-    assert len(evaluated) == 1 + 3  # header + the 3 validation cases the two ranks shared
+    assert len(evaluated) == 1 + 2  # header + the 2 validation cases the two ranks shared
 
 
 class CreatesAFile:
