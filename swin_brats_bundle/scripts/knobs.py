@@ -35,7 +35,17 @@ from scripts.transforms import NORMALIZATIONS
 LOSSES = ("dice", "dice_bce", "dice_focal")
 OPTIMIZERS = ("adam", "adamw")
 
-PATHS = ("bundle_root", "ckpt_dir", "output_dir", "dataset_dir", "datalist", "landmarks", "checkpoint", "cache_dir")
+PATHS = (
+    "bundle_root",
+    "ckpt_dir",
+    "output_dir",
+    "dataset_dir",
+    "datalist",
+    "landmarks",
+    "checkpoint",
+    "cache_dir",
+    "preflight_cache",
+)
 SWITCHES = ("use_checkpoint", "cpu_bf16_training", "crop_to_brain", "flip_tta")
 FLAGS = (
     "use_flash_attention",
@@ -46,6 +56,7 @@ FLAGS = (
     "mlflow_log_checkpoint",
     "check_submission",
     "load_pretrain",
+    "preflight_voxels",
 )
 
 KNOBS: dict[str, Knob] = {

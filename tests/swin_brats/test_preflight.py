@@ -1,8 +1,11 @@
 """Broken cases (missing modality, truncated gzip, other shape or affine, foreign label value, NaN/Inf, all-zero
 image, 2D image, 4D file with the wrong channel count) through the preflight check, the prepare_datalist CLI, and the
-real `python -m monai.bundle run` training and inference."""
+real `python -m monai.bundle run` training and inference; the memo of passed cases, the headers-only pass and the
+preflight shared over two torch.distributed (gloo) ranks."""
 
 import json
+import logging
+import os
 import shutil
 import subprocess
 import sys
@@ -19,6 +22,7 @@ from monai.bundle import ConfigWorkflow
 from monai.inferers import SimpleInferer
 from monai.networks.nets import SwinUNETR
 from monai.transforms import Compose, Lambda
+from scripts import preflight
 from scripts.cases import discover
 from scripts.datalist import dataset_info
 from scripts.errors import InputError
@@ -242,6 +246,15 @@ def test_training_refuses_to_start_listing_every_broken_case(broken_brats, broke
     assert error.startswith(f"error: {len(expected)} of ")
     assert sorted(_named_lines(error, expected)) == sorted(expected)
     assert "Epoch[" not in result.stdout + result.stderr and not (tmp_path / "models").exists()
+    total, memo = len(expected) + (len(GOOD_LABELLED) if layout == "brats2021" else 1), tmp_path / "preflight.json"
+    usable = f"preflight: {total - len(expected)} of {total} case(s) usable"
+    assert f"{usable} ({total} checked, 0 remembered from {memo})" in result.stdout
+    if layout == "brats2021":  # a rerun with the same --output_dir reads only the broken cases again
+        rerun = run_bundle("training", "--config_file", "configs/train.json", "--dataset_dir", str(data),
+                           "--num_folds", "2", "--ckpt_dir", str(tmp_path / "models"), "--output_dir", str(tmp_path),
+                           "--epochs", "1", *TINY, expect_ok=False)  # fmt: skip
+        assert rerun.returncode == 1 and rerun.stderr[rerun.stderr.index("error: ") :] == error
+        assert f"{usable} ({len(expected)} checked, {total - len(expected)} remembered from {memo})" in rerun.stdout
 
 
 def _constant_checkpoint(folder: Path) -> Path:
@@ -409,3 +422,130 @@ def test_a_missing_dataset_or_datalist_stops_with_one_line(tmp_path: Path) -> No
     with pytest.raises(InputError, match="No cases found") as debug:  # `--debug True`: a traceback with its cause
         dataset_info(str(tmp_path), debug=True)
     assert isinstance(debug.value.__cause__, DatasetLayoutError)
+
+
+@pytest.fixture
+def reads(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[str]]:
+    """The case ids whose files the preflight reads: headers (`nib.load`) and voxels (`read_voxels`), one per file."""
+    seen: dict[str, list[str]] = {"headers": [], "voxels": []}
+    load, voxels = preflight.nib.load, preflight.read_voxels
+
+    def counted_load(path: str, *args, **kwargs):
+        seen["headers"].append(Path(path).parent.name)
+        return load(path, *args, **kwargs)
+
+    def counted_voxels(image: nib.spatialimages.SpatialImage) -> np.ndarray:
+        seen["voxels"].append(Path(image.get_filename()).parent.name)
+        return voxels(image)
+
+    monkeypatch.setattr(preflight.nib, "load", counted_load)
+    monkeypatch.setattr(preflight, "read_voxels", counted_voxels)
+    return seen
+
+
+def _training_copy(make_dataset, folder: Path, broken: int | None = None) -> list[dict]:
+    """The labelled cases of a copy of the tiny BraTS 2021 dataset; case number `broken` with a truncated FLAIR."""
+    shutil.copytree(make_dataset("brats2021"), folder)
+    cases = discover(folder, num_folds=2)["training"]
+    if broken is not None:
+        _truncate(Path(cases[broken]["image"][0]))
+    return cases
+
+
+def _reset(reads: dict[str, list[str]]) -> dict[str, list[str]]:
+    """What `reads` holds, by case id once each, emptied for the next run."""
+    found = {kind: sorted(set(ids)) for kind, ids in reads.items()}
+    for ids in reads.values():
+        ids.clear()
+    return found
+
+
+def test_a_rerun_reads_only_changed_and_broken_cases(make_dataset, tmp_path, reads, caplog) -> None:
+    cases, memo = _training_copy(make_dataset, tmp_path / "data", broken=1), str(tmp_path / "out" / "preflight.json")
+    ids, brats2021 = [c["case_id"] for c in cases], CONVENTIONS["brats2021"]
+    _reset(reads)  # discovering the dataset read a header
+    first = preflight.preflight(cases, brats2021, memo=memo)
+    assert (list(first.broken), first.checked, first.remembered) == ([ids[1]], 3, 0)
+    assert _reset(reads) == {"headers": ids, "voxels": ids}
+    assert sorted(json.loads(Path(memo).read_text())["passed"]) == [ids[0], ids[2]]  # never the broken case
+
+    again = preflight.preflight(cases, brats2021, memo=memo)  # unchanged: only the broken case is read again
+    assert (list(again.broken), again.checked, again.remembered) == ([ids[1]], 1, 2)
+    assert _reset(reads) == {"headers": [ids[1]], "voxels": [ids[1]]}
+
+    stat = os.stat(cases[2]["label"])
+    os.utime(cases[2]["label"], ns=(stat.st_atime_ns, stat.st_mtime_ns + 1))  # one file touched: its case is read
+    touched = preflight.preflight(cases, brats2021, memo=memo)
+    assert (touched.checked, touched.remembered) == (2, 1)
+    assert _reset(reads)["headers"] == [ids[1], ids[2]]
+
+    good = [cases[0], cases[2]]
+    with caplog.at_level(logging.INFO, logger="scripts.preflight"):
+        assert require_valid_cases(good, brats2021, memo=memo) == good
+    assert f"preflight: 2 case(s) usable (0 checked, 2 remembered from {memo})" in caplog.text
+    assert _reset(reads) == {"headers": [], "voxels": []}
+    assert sorted(json.loads(Path(memo).read_text())["passed"]) == [ids[0], ids[2]]
+
+
+def test_headers_only_pass_and_a_corrupt_memo(make_dataset, tmp_path, reads, caplog) -> None:
+    """`voxels=False` reads no voxels and does not count as a full check; a full check stands for a headers-only one;
+    an unreadable memo is a warning, and rewritten."""
+    cases, memo = _training_copy(make_dataset, tmp_path / "data"), tmp_path / "preflight.json"
+    ids, brats2021 = [c["case_id"] for c in cases], CONVENTIONS["brats2021"]
+    memo.write_text('{"version": 1, "passed": {"BraTS2021_00000": ')  # cut off mid-write by an older tool
+    _reset(reads)  # discovering the dataset read a header
+    with caplog.at_level(logging.INFO, logger="scripts.preflight"):
+        require_valid_cases(cases, brats2021, voxels=False, memo=str(memo))
+    assert f"preflight: ignoring the memo {memo} (" in caplog.text
+    assert f"3 case(s) usable (3 checked by their headers only, voxels not read, 0 remembered from {memo})" in (
+        caplog.text
+    )
+    assert _reset(reads) == {"headers": ids, "voxels": []}
+
+    full = preflight.preflight(cases, brats2021, voxels=True, memo=str(memo))
+    assert (full.checked, full.remembered) == (3, 0)  # headers alone were not a full check
+    assert _reset(reads) == {"headers": ids, "voxels": ids}
+    headers = preflight.preflight(cases, brats2021, voxels=False, memo=str(memo))
+    assert (headers.checked, headers.remembered) == (0, 3)
+    assert _reset(reads) == {"headers": [], "voxels": []}
+    other = preflight.preflight(cases, CONVENTIONS["brats2023"], memo=str(memo))  # another convention: read again
+    assert (other.checked, other.remembered, len(other.broken)) == (3, 0, 3)
+
+
+def _rank(rank: int, init: str, cases: list[dict], memo: str, out: str) -> None:
+    """One of two gloo ranks: the preflight twice (the second finds the memo that rank 0 wrote), what it read and
+    wrote, and how `require_valid_cases` ends, into `out/<rank>.json`."""
+    torch.distributed.init_process_group("gloo", init_method=init, rank=rank, world_size=2)
+    read, writes, runs = [], [], []
+    load_header, write_memo = preflight.load_header, preflight.write_memo
+    preflight.load_header = lambda path: read.append(Path(path).parent.name) or load_header(path)
+    preflight.write_memo = lambda path, passed: writes.append(sorted(passed)) or write_memo(path, passed)
+    for _ in range(2):
+        verdict = preflight.preflight(cases, CONVENTIONS["brats2021"], memo=memo, workers=2)
+        runs.append({"broken": list(verdict.broken), "read": sorted(set(read)), "checked": verdict.checked})
+        read.clear()
+    try:
+        require_valid_cases(cases, CONVENTIONS["brats2021"], memo=memo)
+        code = None
+    except SystemExit as stopped:
+        code = stopped.code
+    torch.distributed.destroy_process_group()
+    Path(out, f"{rank}.json").write_text(json.dumps({"runs": runs, "writes": writes, "exit": code}))
+
+
+def test_two_ranks_share_the_preflight_and_its_verdict(make_dataset, tmp_path) -> None:
+    """Each rank reads its half of the cases; both know the broken case from rank 1's half; rank 0 writes the memo
+    with both halves' passed cases and names the broken case, rank 1 exits 1 quietly."""
+    cases, memo = _training_copy(make_dataset, tmp_path / "data", broken=1), str(tmp_path / "preflight.json")
+    ids = [c["case_id"] for c in cases]
+    init = f"file://{tmp_path / 'rendezvous'}"
+    torch.multiprocessing.start_processes(_rank, (init, cases, memo, str(tmp_path)), nprocs=2, start_method="fork")
+    ranks = [json.loads((tmp_path / f"{rank}.json").read_text()) for rank in range(2)]
+    assert [run["read"] for run in ranks[0]["runs"]] == [[ids[0], ids[2]], []]  # cases[rank::2], then nothing new
+    assert [run["read"] for run in ranks[1]["runs"]] == [[ids[1]], [ids[1]]]  # its broken case, read each time
+    for rank in ranks:
+        assert [(run["broken"], run["checked"]) for run in rank["runs"]] == [([ids[1]], 3), ([ids[1]], 1)]
+    assert (ranks[0]["writes"], ranks[1]["writes"]) == ([[ids[0], ids[2]]], [])  # once: the rerun changed nothing
+    assert sorted(json.loads(Path(memo).read_text())["passed"]) == [ids[0], ids[2]]
+    assert ranks[0]["exit"].startswith("error: 1 of 3 case(s) cannot be used:") and ids[1] in ranks[0]["exit"]
+    assert ranks[1]["exit"] == 1
