@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from scripts.datasets import CACHES
+from scripts.datasets import CACHE_DTYPES, CACHES
 from scripts.knob_rules import (
     Knob,
     anything,
@@ -94,9 +94,11 @@ KNOBS: dict[str, Knob] = {
     "dice_weight": number(0, tracked=True),  # the Dice term's weight in dice_bce / dice_focal (BCE / focal weigh 1)
     "optimizer_name": choice(*OPTIMIZERS),  # recorded as `optimizer`, its name in earlier runs
     "num_workers": integer(0),
-    "loader_workers": integer(0),
+    "loader_workers": Knob("auto or an integer >= 0", lambda v: v == "auto" or integer(0).accepts(v)),
     "cache": choice(*CACHES, tracked=True),
-    "cache_rate": number(0, 1, low_open=True),
+    "cache_rate": Knob("auto or a number in (0, 1]", lambda v: v == "auto" or number(0, 1, low_open=True).accepts(v)),
+    "cache_memory_gb": Knob("auto or a number >= 0 (GB per rank)", lambda v: v == "auto" or number(0).accepts(v)),
+    "cache_dtype": choice(*CACHE_DTYPES, tracked=True),  # the cached image's; fp16 rounds it, so MLflow records it
     "crop_tumour_fraction": number(0, 1, tracked=True),
     "num_samples": integer(1, tracked=True),
     "sw_batch_size": integer(1),
