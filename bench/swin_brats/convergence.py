@@ -97,14 +97,21 @@ def bundle_run(config: str, settings: dict, log: Path) -> float:
     return time.perf_counter() - start
 
 
-def make_data(work: Path, data_seed: int) -> tuple[Path, Path, dict]:
+def write_data(work: Path, data_seed: int, num_cases: int = 20, num_folds: int = 5) -> tuple[Path, Path]:
+    """Realistic synthetic cases at 2 mm and their datalist in `num_folds` folds, made once per work folder."""
     data, datalist = work / "data", work / "datalist.json"
     if not datalist.is_file():
         script = BUNDLE / "scripts"
         subprocess.run([sys.executable, str(script / "synthetic_data.py"), "--output_dir", str(data), "--num_cases",
-                        "20", "--spacing", "2", "--seed", str(data_seed)], check=True)  # fmt: skip
+                        str(num_cases), "--spacing", "2", "--seed", str(data_seed)], check=True)  # fmt: skip
         subprocess.run([sys.executable, str(script / "prepare_datalist.py"), "--dataset_dir", str(data), "--output",
-                        str(datalist), "--num_folds", "5"], check=True)  # fmt: skip
+                        str(datalist), "--num_folds", str(num_folds)], check=True)  # fmt: skip
+    return data, datalist
+
+
+def make_data(work: Path, data_seed: int) -> tuple[Path, Path, dict]:
+    """The convergence cases (20, 5 folds) and the records of fold 0's validation cases."""
+    data, datalist = write_data(work, data_seed)
     cases = json.loads((data / "cases.json").read_text())["cases"]
     folds = {case["case_id"]: case["fold"] for case in json.loads(datalist.read_text())["training"]}
     validation = {case_id: cases[case_id] for case_id, fold in sorted(folds.items()) if fold == 0}

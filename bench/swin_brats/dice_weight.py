@@ -16,13 +16,11 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 from common import BUNDLE, write_result
-from convergence import TRAIN_CONFIGS, bundle_run, read_curve
+from convergence import TRAIN_CONFIGS, bundle_run, read_curve, write_data
 
 DATA_SEED, CASES, FOLDS, EPOCHS, VAL_INTERVAL = 1, 24, 3, 9, 3
 REGIONS = ("et", "tc", "wt")
@@ -30,13 +28,7 @@ REGIONS = ("et", "tc", "wt")
 
 def make_data(work: Path) -> tuple[Path, Path, dict]:
     """The tuning cases and their 3-fold datalist (made once per work folder); returns the case records too."""
-    data, datalist = work / "data", work / "datalist.json"
-    if not datalist.is_file():
-        script = BUNDLE / "scripts"
-        subprocess.run([sys.executable, str(script / "synthetic_data.py"), "--output_dir", str(data), "--num_cases",
-                        str(CASES), "--spacing", "2", "--seed", str(DATA_SEED)], check=True)  # fmt: skip
-        subprocess.run([sys.executable, str(script / "prepare_datalist.py"), "--dataset_dir", str(data), "--output",
-                        str(datalist), "--num_folds", str(FOLDS)], check=True)  # fmt: skip
+    data, datalist = write_data(work, DATA_SEED, CASES, FOLDS)
     return data, datalist, json.loads((data / "cases.json").read_text())["cases"]
 
 

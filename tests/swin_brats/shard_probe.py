@@ -23,8 +23,13 @@ def main(out_dir: str, dataset_dir: str, *overrides: str) -> None:
         dataset_dir=dataset_dir,
         output_dir=str(Path(out_dir) / "train"),
         ckpt_dir=str(Path(out_dir) / "models"),
-        **{"progress_bar": False, "num_workers": 0, "feature_size": 12, "roi_size": [64, 64, 64]},
-        **{key: json.loads(value) for key, value in (item.split("=", 1) for item in overrides)},
+        **{
+            "progress_bar": False,
+            "num_workers": 0,
+            "feature_size": 12,
+            "roi_size": [64, 64, 64],
+            **{key: json.loads(value) for key, value in (item.split("=", 1) for item in overrides)},
+        },
     )
     workflow.initialize()
     dataset = workflow.parser.get_parsed_content("train#dataset")

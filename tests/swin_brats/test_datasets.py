@@ -188,15 +188,14 @@ def _seeded_losses(data: Path, out: Path, **overrides) -> list[float]:
     return losses
 
 
-def test_seeded_losses_equal_whatever_is_cached_and_close_in_float32(make_dataset, tmp_path: Path, capsys) -> None:
-    """One deterministic chain feeds every cache, so the losses are identical with all cases, none (a budget too small
-    for one case) or no cache; an fp32 cache moves them by float16's rounding only."""
+def test_seeded_runs_give_equal_losses_whatever_is_cached_and_close_in_float32(make_dataset, tmp_path: Path) -> None:
+    """Two seeded runs give the same losses, and one deterministic chain feeds every cache, so they are identical with
+    the memory cache and with none; an fp32 cache moves them by float16's rounding only."""
     data = make_dataset("brats2021")
     memory = _seeded_losses(data, tmp_path / "memory")
-    assert len(memory) == 2
+    assert len(memory) == 2  # 1 epoch x 2 training cases
+    assert memory[0] != memory[1], f"the loss changes from one iteration to the next: {memory}"
     assert _seeded_losses(data, tmp_path / "none", cache="none") == memory
-    assert _seeded_losses(data, tmp_path / "no_room", cache_memory_gb=1e-6) == memory
-    assert "cache: 0 of 2 training case(s) in memory" in capsys.readouterr().out
     float32 = _seeded_losses(data, tmp_path / "float32", cache_dtype="float32")
     assert float32 == pytest.approx(memory, rel=1e-4), "measured: 1e-7 on these cases"
 
