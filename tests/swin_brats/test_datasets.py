@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing
+import pickle
 import threading
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from conftest import TINY, run_bundle, train_workflow
+from conftest import BUNDLE, TINY, run_bundle, train_workflow
 from disk_cache_filler import fill_shared_cache
 from ignite.engine import Events
 from monai.bundle import ConfigWorkflow
@@ -240,7 +241,8 @@ def test_processes_sharing_a_disk_cache_write_whole_files_and_recompute_broken_o
     spawn = multiprocessing.get_context("spawn")
     start = spawn.Barrier(2)
     outs = [tmp_path / f"items_{n}.pt" for n in range(2)]
-    processes = [spawn.Process(target=fill_shared_cache, args=(dataset, start, out)) for out in outs]
+    blob = pickle.dumps(dataset)
+    processes = [spawn.Process(target=fill_shared_cache, args=(str(BUNDLE), blob, start, out)) for out in outs]
     for process in processes:
         process.start()
     for process in processes:
