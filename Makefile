@@ -42,10 +42,13 @@ BUNDLES := swin_brats_bundle classification_bundle
 BASE_REF ?=
 OUT ?= dist
 
-# Both bundle suites in one pytest process (tests/conftest.py; the classifier's tests swap in its own `scripts`
-# package); tests/deploy runs in the app's environment, its `run inference` reference in .venv.
+# Both bundle suites in one pytest session (tests/conftest.py; the classifier's tests swap in its own `scripts`
+# package), spread over TEST_WORKERS processes a file at a time (pytest-xdist): most tests wait on single-threaded
+# process start-up, so two workers on 2 cores finish sooner than one; TEST_WORKERS=0 runs it in one process.
+# tests/deploy runs in the app's environment, its `run inference` reference in .venv.
+TEST_WORKERS ?= 2
 test: lint zoo-check deploy-install
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 	@echo "== pytest tests/deploy"; $(DEPLOY_PY) -m pytest tests/deploy
 
 zoo-check: install
