@@ -161,6 +161,7 @@ def test_two_nodes_train_resume_together_after_one_is_killed_and_match_one_proce
     gathered = [float(v) for log in resumed for v in BEST_METRIC.findall(log)]
     assert len(gathered) == 2 and gathered[0] == gathered[1], f"each rank logs the gathered metric: {gathered}"
     assert "".join(resumed).count("models/model.pt (val_mean_dice") == 1, "only rank 0 saves"
+    assert torch.load(checkpoint, weights_only=True)["trainer"]["epoch"] == 2
     SwinUNETR(4, 3, feature_size=12).load_state_dict(torch.load(tmp_path / "models" / "model.pt", weights_only=True))
     assert not list((tmp_path / "models").rglob("*.partial*")), "temporary files of the killed run are cleaned up"
 
