@@ -92,7 +92,9 @@ def _node(port: int, out: Path, data: Path, log: Path, *extra: str) -> subproces
                "--dataset_dir", str(data), "--num_folds", "3", "--ckpt_dir", str(out / "models"),
                "--output_dir", str(out / "train"), "--epochs", "2", "--val_interval", "2", *TINY, *extra]  # fmt: skip
     with log.open("w") as sink:  # a file, not a pipe: a full pipe would stall the launcher while the test polls
-        return subprocess.Popen(command, cwd=BUNDLE, env=DDP_ENV, stdout=sink, stderr=subprocess.STDOUT)
+        # LOGLEVEL INFO: the launcher logs its rendezvous, its exit barrier and why it stopped, for a failure's report
+        agent_logs = {**DDP_ENV, "LOGLEVEL": "INFO"}
+        return subprocess.Popen(command, cwd=BUNDLE, env=agent_logs, stdout=sink, stderr=subprocess.STDOUT)
 
 
 def _kill_node(launcher: subprocess.Popen) -> None:
@@ -152,8 +154,9 @@ def test_two_nodes_train_resume_together_after_one_is_killed_and_match_one_proce
         for node in nodes:
             node.wait()
     resumed = [log.read_text() for log in logs[2:]]
-    for node, log in zip(nodes[2:], resumed, strict=True):
-        assert node.returncode == 0, log[-6000:]
+    # a launcher that fails often only reports the other one's failure (its rendezvous store went away): show both
+    assert [node.returncode for node in nodes[2:]] == [0, 0], "\n".join(log[-4000:] for log in resumed)
+    for log in resumed:
         assert "resumed from epoch 1" in log
         assert [int(e) for e in TRAINER_EPOCH_DONE.findall(log)] == [2], "epoch 1 is not trained again"
     shards = [re.search(r"rank (\d) of 2: 2 of the 4 training case\(s\)", log) for log in resumed]
