@@ -77,8 +77,16 @@ POSTPROCESSING = {  # evaluated on a trained model: name -> the three rules' siz
         "region_thresholds": THRESHOLDS,
     },
 }
-TRAIN_CONFIGS = "['configs/train.json','configs/quick.json']"
-EVALUATE_CONFIGS = "['configs/train.json','configs/quick.json','configs/evaluate.json']"
+TRAIN_FILES = ("configs/train.json", "configs/quick.json")
+
+
+def config_list(*files: str) -> str:
+    """The `--config_file` value that merges `files` in order."""
+    return "[" + ",".join(f"'{name}'" for name in files) + "]"
+
+
+TRAIN_CONFIGS = config_list(*TRAIN_FILES)
+EVALUATE_CONFIGS = config_list(*TRAIN_FILES, "configs/evaluate.json")
 
 
 def cli_value(value) -> str:
@@ -127,6 +135,17 @@ def read_curve(log: Path) -> list[dict]:
         {"epoch": int(row["epoch"]), "seconds": float(row["seconds"]), **{k: round(float(row[k]), 4) for k in keys}}
         for row in rows
     ]
+
+
+def last_validation_per_case(eval_dir: Path) -> dict[str, dict[str, float]]:
+    """Each validation case's Dice per region, and their mean, at a run's last validation (validation/metrics.csv)."""
+    regions = ("et", "tc", "wt")
+    with open(eval_dir / "validation" / "metrics.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    per_case = {row["case_id"]: {r: round(float(row[f"dice_{r}"]), 4) for r in regions} for row in rows}
+    for dice in per_case.values():
+        dice["mean"] = round(sum(dice[r] for r in regions) / len(regions), 4)
+    return per_case
 
 
 def train_variant(name: str, overrides: dict, common: dict, work: Path, minutes: float) -> dict:

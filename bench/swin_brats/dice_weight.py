@@ -14,16 +14,14 @@ trained on. The last validation's per-case Dice comes from each run's `validatio
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import tempfile
 from pathlib import Path
 
 from common import BUNDLE, write_result
-from convergence import TRAIN_CONFIGS, bundle_run, read_curve, write_data
+from convergence import TRAIN_CONFIGS, bundle_run, last_validation_per_case, read_curve, write_data
 
 DATA_SEED, CASES, FOLDS, EPOCHS, VAL_INTERVAL = 1, 24, 3, 9, 3
-REGIONS = ("et", "tc", "wt")
 
 
 def make_data(work: Path) -> tuple[Path, Path, dict]:
@@ -40,12 +38,7 @@ def train(weight: float, fold: int, common: dict, work: Path) -> dict:
     reused = (out / "eval" / "training_log.csv").is_file()
     if not reused:
         bundle_run(TRAIN_CONFIGS, settings, work / f"{out.name}.log")
-    with open(out / "eval" / "validation" / "metrics.csv", newline="") as f:
-        per_case = {
-            row["case_id"]: {r: round(float(row[f"dice_{r}"]), 4) for r in REGIONS} for row in csv.DictReader(f)
-        }
-    for dice in per_case.values():
-        dice["mean"] = round(sum(dice[r] for r in REGIONS) / len(REGIONS), 4)
+    per_case = last_validation_per_case(out / "eval")
     curve = read_curve(out / "eval" / "training_log.csv")
     return {"reused_run": reused, "curve": curve, "final": curve[-1], "per_case_dice": per_case}
 

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 from common import BUNDLE, RESULTS, write_result
-from convergence import TRAIN_CONFIGS, bundle_run, read_curve, write_data
+from convergence import TRAIN_FILES, bundle_run, config_list, read_curve, write_data
 from matplotlib.figure import Figure
 
 SAVE_EVERY_EPOCH = {  # an overlay: the live weights (not the average) after every epoch
@@ -44,7 +44,7 @@ SAVE_EVERY_EPOCH = {  # an overlay: the live weights (not the average) after eve
 def train(work: Path, common: dict, ema_decay: float, epochs: int) -> None:
     overlay = work / "save_epochs.json"
     overlay.write_text(json.dumps(SAVE_EVERY_EPOCH, indent=4))
-    configs = TRAIN_CONFIGS[:-1] + f",'{overlay}']"
+    configs = config_list(*TRAIN_FILES, str(overlay))
     settings = {**common, "epochs": epochs, "val_interval": 2, "ema_decay": ema_decay,
                 "ckpt_dir": str(work / "models"), "output_dir": str(work / "eval")}  # fmt: skip
     bundle_run(configs, settings, work / "train.log")
