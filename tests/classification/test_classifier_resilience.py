@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 from cls_helpers import BUNDLE, CONFIGS
-from ignite.engine import Events
+from iteration_losses import iteration_losses
 from monai.bundle import ConfigWorkflow
 
 TINY = ["--feature_size", "12", "--roi_size", "[14,14,14]", "--num_samples", "70", "--batch_size", "8",
@@ -92,12 +92,7 @@ def _seeded_losses(bundle_scripts: Path, out: Path) -> list[float]:
         seed=7,
     )
     workflow.initialize()
-    losses: list[float] = []
-    trainer = workflow.parser.get_parsed_content("train#trainer")
-    trainer.add_event_handler(Events.ITERATION_COMPLETED, lambda e: losses.append(float(e.state.output[0]["loss"])))
-    workflow.run()
-    workflow.finalize()
-    return losses
+    return iteration_losses(workflow)
 
 
 def test_two_seeded_runs_give_identical_losses(bundle_scripts: Path, tmp_path: Path) -> None:

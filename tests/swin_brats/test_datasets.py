@@ -13,7 +13,7 @@ import pytest
 import torch
 from conftest import BUNDLE, TINY, run_bundle, train_workflow
 from disk_cache_filler import fill_shared_cache
-from ignite.engine import Events
+from iteration_losses import iteration_losses
 from monai.bundle import ConfigWorkflow
 from monai.data import CacheDataset, Dataset, NibabelReader, PersistentDataset
 from monai.data.meta_tensor import MetaTensor
@@ -182,12 +182,7 @@ def test_the_cache_holds_compact_dtypes_and_crops_come_out_float32(cache_dtype, 
 def _seeded_losses(data: Path, out: Path, **overrides) -> list[float]:
     """The losses of one seeded epoch (2 cases, no validation) of train.json."""
     workflow = _train_workflow(data, out, epochs=1, val_interval=5, seed=7, feature_size=12, amp=False, **overrides)
-    losses: list[float] = []
-    trainer = workflow.parser.get_parsed_content("train#trainer")
-    trainer.add_event_handler(Events.ITERATION_COMPLETED, lambda e: losses.append(float(e.state.output[0]["loss"])))
-    workflow.run()
-    workflow.finalize()
-    return losses
+    return iteration_losses(workflow)
 
 
 def test_seeded_runs_give_equal_losses_with_the_compact_cache_and_without(make_dataset, tmp_path: Path) -> None:
