@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import ignite.distributed as idist
 import nibabel as nib
 import numpy as np
 import torch
@@ -226,13 +227,6 @@ def write_memo(path: str, passed: Mapping[str, str]) -> None:
         logger.warning(f"preflight: could not write the memo {path} ({first_line(error)}); the next run rechecks")
 
 
-def rank_and_size() -> tuple[int, int]:
-    """This process's rank and the world size under an initialised torch.distributed; (0, 1) otherwise."""
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return 0, 1
-
-
 @dataclass(frozen=True)
 class Verdict:
     """The preflight of all cases: the broken ones (by case id, in case order), how many cases were read now and how
@@ -254,7 +248,7 @@ def preflight(
     pass (broken cases never are). Under torch.distributed each rank checks `cases[rank::world_size]`, the ranks
     exchange their findings and all return the same verdict; rank 0 alone reads the memo (sent to the others) and
     writes it."""
-    rank, world = rank_and_size()
+    rank, world = idist.get_rank(), idist.get_world_size()
     loaded = [read_memo(memo) if rank == 0 else {}]
     if world > 1:
         torch.distributed.broadcast_object_list(loaded, src=0)
@@ -288,7 +282,7 @@ def summary(verdict: Verdict, total: int, voxels: bool, memo: str | None) -> str
     details = [f"{verdict.checked} checked" + ("" if voxels else " by their headers only, voxels not read")]
     if memo:
         details.append(f"{verdict.remembered} remembered from {memo}")
-    world = rank_and_size()[1]
+    world = idist.get_world_size()
     if world > 1:
         details.append(f"shared over {world} ranks")
     counted = f"{usable} case(s)" if usable == total else f"{usable} of {total} case(s)"
@@ -315,7 +309,7 @@ def require_valid_cases(
     Under torch.distributed rank 0 logs and names the broken cases; the other ranks exit with status 1 quietly.
     """
     verdict = preflight(cases, convention, voxels, memo, workers)
-    rank = rank_and_size()[0]
+    rank = idist.get_rank()
     if rank == 0:
         logger.info(summary(verdict, len(cases), voxels, memo))
     if verdict.broken:
