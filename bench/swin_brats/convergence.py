@@ -57,6 +57,9 @@ VARIANTS: dict[str, dict] = {
     "quick, 8 epochs, warmup_epochs 0": {**SHORT, "warmup_epochs": 0},
     "quick, 8 epochs, learning_rate 1e-4": {**SHORT, "learning_rate": 0.0001},
     "quick, 8 epochs, crop_tumour_fraction 0.33": {**SHORT, "crop_tumour_fraction": 0.33},
+    # twice the budget (--result swin_brats_convergence_long): does the fold's level rise with more training?
+    "quick.json as it is (20 epochs, validated every 4)": {},
+    "quick, 40 epochs (twice the budget), validated every 4": {"epochs": 40},
 }
 TRAIN_DEFAULTS = json.loads((BUNDLE / "configs" / "train.json").read_text())
 COMPONENTS = TRAIN_DEFAULTS["min_component_mm3"] or 200
