@@ -154,7 +154,8 @@ def last_validation_per_case(eval_dir: Path) -> dict[str, dict[str, float]]:
 def train_variant(name: str, overrides: dict, common: dict, work: Path, minutes: float) -> dict:
     out = work / "".join(c if c.isalnum() or c in ".-" else "_" for c in name)
     settings = {**common, **overrides, "ckpt_dir": str(out / "models"), "output_dir": str(out / "eval")}
-    wall = bundle_run(TRAIN_CONFIGS, settings, out.with_suffix(".log")) if not (out / "eval").is_dir() else None
+    log = out.parent / f"{out.name}.log"  # not with_suffix: a variant's name may hold a dot ("quick.json as it is")
+    wall = bundle_run(TRAIN_CONFIGS, settings, log) if not (out / "eval").is_dir() else None
     curve = read_curve(out / "eval" / "training_log.csv")
     within = [point for point in curve if point["seconds"] <= minutes * 60]
     best = max(within, key=lambda p: p["val_mean_dice"]) if within else None
@@ -177,7 +178,7 @@ def evaluate_postprocessing(run: dict, common: dict, work: Path, tag: str) -> di
         settings = {**common, **run["overrides"], **rules, "ckpt_dir": run["ckpt_dir"], "output_dir": str(out)}
         settings["num_pictures"] = 0
         if not (out / "summary.json").is_file():  # a rerun with --work reuses finished evaluations
-            bundle_run(EVALUATE_CONFIGS, settings, out.with_suffix(".log"))
+            bundle_run(EVALUATE_CONFIGS, settings, out.parent / f"{out.name}.log")
         metrics = json.loads((out / "summary.json").read_text())["metrics"]
         dice = {region: round(metrics[f"dice_{region}"]["mean"], 4) for region in ("et", "tc", "wt")}
         hd95 = {region: round(metrics[f"hd95_{region}"]["mean"], 2) for region in ("et", "tc", "wt")}

@@ -82,14 +82,15 @@ def main() -> None:
     base, datalist = write_data(work / "base", DATA_SEED)
     data, extended = more_data(work, args.extra, base, datalist)
     folds = {case["case_id"]: case["fold"] for case in json.loads(extended.read_text())["training"]}
+    base_trained = sum(case["fold"] != 0 for case in json.loads(datalist.read_text())["training"])
     trained = sum(fold != 0 for fold in folds.values())
-    iterations = args.epochs * (BASE_CASES - 4)
+    iterations = args.epochs * base_trained
     if iterations % trained:
         raise SystemExit(f"error: {iterations} iterations do not divide into epochs of {trained} cases; change --extra")
     common = {"bundle_root": str(BUNDLE), "fold": 0, "progress_bar": False}
     sides = {
-        "16 cases": {**common, "dataset_dir": str(base), "datalist": str(datalist), "epochs": args.epochs,
-                     "val_interval": max(1, args.epochs // 3)},
+        f"{base_trained} cases": {**common, "dataset_dir": str(base), "datalist": str(datalist),
+                                  "epochs": args.epochs, "val_interval": max(1, args.epochs // 3)},
         f"{trained} cases": {**common, "dataset_dir": str(data), "datalist": str(extended),
                              "epochs": iterations // trained, "val_interval": max(1, iterations // trained // 3)},
     }  # fmt: skip
@@ -102,7 +103,7 @@ def main() -> None:
             "generator and seed, same iterations, same 4 validation cases",
             "synthetic_data": True,
             "data": {"seed": DATA_SEED, "spacing_mm": 2, "validation_cases": validation, "training_cases": {
-                name: 16 if name == "16 cases" else trained for name in runs}, "iterations": iterations},
+                f"{base_trained} cases": base_trained, f"{trained} cases": trained}, "iterations": iterations},
             "summary": {name: {"final": run["final"]["val_mean_dice"], "best": run["best"]["val_mean_dice"],
                                "seconds": run["final"]["seconds"]} for name, run in runs.items()},
             "note": args.note,
