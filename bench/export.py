@@ -25,6 +25,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench" / "swin_brats"))
 from measure import median_seconds, timed_process  # noqa: E402  (no bundle imports: safe in either bundle's process)
+from record import write_result  # noqa: E402  (no bundle imports either)
 
 CASES = [  # bundle, feature size, input shape
     ("swin_brats_bundle", 12, [4, 64, 64, 64]),
@@ -136,8 +137,6 @@ def main() -> None:
         key = f"{bundle_name} feature_size {feature_size} input {'x'.join(map(str, shape[1:]))}"
         results[key] = json.loads((work / f"case{index}.json").read_text())
         print(key, results[key], flush=True)
-    from common import write_result  # imports the segmentation bundle's `scripts`: only here, in the parent
-
     write_result("export", {"benchmark": "TorchScript and ONNX export through the bundle CLI, random weights",
                             "exports": results})  # fmt: skip
 

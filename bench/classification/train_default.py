@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -20,9 +18,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 BUNDLE = REPO / "classification_bundle"
-RESULTS = REPO / "bench" / "results" / "classification_default.json"
+RESULT = "classification_default"  # bench/results/classification_default.json
 sys.path.insert(0, str(REPO / "bench" / "swin_brats"))
-from common import provenance  # noqa: E402  (commit and date, as every other result file records them)
+from record import write_result  # noqa: E402  (commit, date, machine and CPU, as every result file records them)
 
 
 def run_cli(args: list[str], log: Path) -> float:
@@ -52,7 +50,6 @@ def main() -> None:
     metrics = json.loads((work / "eval" / "metrics.json").read_text())
     config = json.loads((BUNDLE / "configs" / "train.json").read_text())
     import monai
-    import torch
 
     result = {
         "benchmark": "classification_bundle default configuration, embedded real-digit 3D data, held-out test split",
@@ -66,16 +63,9 @@ def main() -> None:
         "total_wall_s": round(train_s + eval_s, 1),
         "config": {k: config[k] for k in ("epochs", "batch_size", "learning_rate", "feature_size", "roi_size",
                                           "grid_size", "num_samples", "max_rotation", "num_threads", "seed")},
-        "cpu_count": os.cpu_count(),
-        "machine": platform.platform(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
         "monai": monai.__version__,
-        **provenance(),
     }  # fmt: skip
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=4) + "\n")
-    print(json.dumps(result, indent=4))
+    write_result(RESULT, result)
 
 
 if __name__ == "__main__":

@@ -1,21 +1,16 @@
-"""Shared by the segmentation benchmarks: full-size synthetic BraTS cases, the machine description, result files."""
+"""Shared by the segmentation benchmarks: full-size synthetic BraTS cases, case kinds; the result files' provenance
+and machine description (record.py) re-exported."""
 
 from __future__ import annotations
 
-import datetime
 import json
-import os
-import platform
-import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
-import torch
+from record import REPO, RESULTS, machine, provenance, write_result
 
-REPO = Path(__file__).resolve().parents[2]
 BUNDLE = REPO / "swin_brats_bundle"
-RESULTS = REPO / "bench" / "results"
 if str(BUNDLE) not in sys.path:
     sys.path.insert(0, str(BUNDLE))
 
@@ -52,38 +47,5 @@ def mean_by_kind(per_case: dict[str, float], kinds: dict[str, str]) -> dict[str,
     return {kind: {"cases": len(v), "mean_dice": round(float(np.mean(v)), 4)} for kind, v in sorted(groups.items())}
 
 
-def provenance() -> dict:
-    """The commit (with `+dirty` when the tree has uncommitted changes) and the UTC time of a result."""
-
-    def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True).stdout.strip()
-
-    commit = git("rev-parse", "HEAD") or "unknown"
-    dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
-    return {
-        "commit": commit + ("+dirty" if dirty else ""),
-        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-    }
-
-
-def machine() -> dict:
-    """What the numbers were measured on."""
-    return {
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-        "machine": platform.platform(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-    }
-
-
-def write_result(name: str, result: dict) -> Path:
-    """Print `result` as JSON and store it as bench/results/<name>.json, with the commit, date and machine."""
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    result = {**result, **provenance(), "machine": result.get("machine", machine())}
-    text = json.dumps(result, indent=4) + "\n"
-    print(text)
-    path = RESULTS / f"{name}.json"
-    path.write_text(text)
-    return path
+__all__ = ["BRATS2021", "BRATS_SHAPE", "BUNDLE", "REPO", "RESULTS", "generated_kinds", "machine", "mean_by_kind",
+           "provenance", "write_fullsize_dataset", "write_result"]  # fmt: skip

@@ -9,6 +9,7 @@ evaluation Dice) with the commit, date and machine.
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import time
@@ -17,6 +18,7 @@ from common import BUNDLE, REPO, write_result
 
 
 def main() -> None:
+    argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
     start = time.perf_counter()
     subprocess.run(["bash", str(BUNDLE / "scripts" / "demo.sh")], cwd=REPO, check=True)
     wall = time.perf_counter() - start

@@ -7,7 +7,8 @@ cross-validation (seed 3001 data) and each fold model's predictions of the unsee
 the other rules at their defaults; this rule runs after those, so applying it to the written maps is what the chain
 does. No model runs here. Synthetic data.
 
-Run: python postprocessing_rules.py --work ENSEMBLE_WORK [--sizes 0 1000 2000 5000 10000 inf]
+Run: python postprocessing_rules.py --work ENSEMBLE_WORK [--sizes 0 1000 2000 5000 10000 inf]   (the recorded
+result: a work folder of `ensemble.py --folds 0 1 2 3 4 --data_seed 3001 --test_seed 3002`)
 """
 
 from __future__ import annotations
