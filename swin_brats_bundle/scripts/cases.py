@@ -18,6 +18,7 @@ from scripts.layouts import (
     TRAINING_IMAGES,
     TRAINING_LABELS,
     DatasetLayoutError,
+    layout_of_case,
     strip_nifti_suffix,
 )
 
@@ -31,8 +32,11 @@ def _find_nifti(folder: Path, stem: str) -> Path | None:
 
 
 def _anchor_files(root: Path, layout: str) -> list[Path]:
-    """The first-channel files of a case-folder layout under `root` (macOS `._` stubs skipped)."""
-    return sorted(p for p in root.rglob(LAYOUTS[layout].anchor_pattern()) if not p.name.startswith("._"))
+    """The first-channel files of a case-folder layout's cases under `root` (macOS `._` stubs skipped)."""
+    spec = LAYOUTS[layout]
+    ending = f"{spec.separator}{spec.suffixes[0]}"
+    found = (p for p in root.rglob(spec.anchor_pattern()) if not p.name.startswith("._"))
+    return sorted(p for p in found if layout_of_case(layout, strip_nifti_suffix(p.name)[: -len(ending)]) == layout)
 
 
 def _case_folders(dataset_dir: Path, layout: str) -> list[tuple[Path, str]]:
@@ -43,7 +47,7 @@ def _case_folders(dataset_dir: Path, layout: str) -> list[tuple[Path, str]]:
         pattern = re.compile(rf"^(?P<case>.+){re.escape(spec.separator)}{suffix}\.nii(\.gz)?$")
         for path in dataset_dir.rglob(f"*{spec.separator}{suffix}.nii*"):
             match = pattern.match(path.name)
-            if match is not None and not path.name.startswith("._"):
+            if match is not None and not path.name.startswith("._") and layout_of_case(layout, match["case"]) == layout:
                 found.add((path.parent, match["case"]))
     return sorted(found)
 

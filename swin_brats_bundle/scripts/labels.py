@@ -1,4 +1,10 @@
-"""The one place where label conventions live: dataset label values <-> the three region channels TC, WT, ET."""
+"""The one place where label conventions live: each task's label values and names, the regions the network predicts
+from them (its output channels), the order in which regions paint labels back, and the groups its challenge scores.
+
+A convention is data: adding a task is one entry in `CONVENTIONS` (and a layout in `layouts.py` if its files are named
+apart). The number of network outputs is `len(convention.regions)`; BraTS 2021, BraTS 2023 and MSD Task01 keep the
+three outputs TC, WT, ET (`REGIONS`).
+"""
 
 from __future__ import annotations
 
@@ -14,77 +20,261 @@ from monai.transforms import MapTransform
 from scripts.layouts import LAYOUTS
 
 REGIONS = ("TC", "WT", "ET")
-"""Network output channels, in order: tumour core, whole tumour, enhancing tumour."""
+"""Network output channels of the BraTS 2021/2023 and MSD conventions, in order: tumour core, whole tumour, enhancing
+tumour. Other conventions have their own (`LabelConvention.region_names`)."""
+
+LESION_WISE_2023 = "brats2023"
+"""Scoring of the BraTS 2023 lesion-wise scripts: truth lesions dilated before matching, misses and false positives
+averaged in (`metrics.lesion_wise`)."""
+BRATS_EVALUATION = "brats-evaluation"
+"""Scoring of the `brats-evaluation` package (BraTS 2024-2025): connected components matched one to one by Dice, the
+mean over matched lesions, its edge cases (`metrics.matched_lesions`)."""
+
+TISSUE_NAMES = {
+    "NCR": "necrotic tumour core",
+    "NET": "non-enhancing tumour",
+    "NETC": "non-enhancing tumour core",
+    "ED": "peritumoral edema",
+    "SNFH": "surrounding non-enhancing FLAIR hyperintensity",
+    "ET": "enhancing tumour",
+    "RC": "resection cavity",
+    "CC": "cystic component",
+    "GTV": "gross tumour volume",
+}
+"""Every tissue a convention labels, by its short name (what pictures, MONAI Label and DICOM SEG segments key on)."""
+
+_ROLES = {"enhancing": ("ET",), "core_only": ("NCR", "NET", "NETC"), "edema": ("ED", "SNFH")}
 
 
-def region_keys() -> list[str]:
-    """The regions in channel order as key suffixes (`pred_tc`, ...): the configs' `SplitDimd` postfixes."""
-    return [region.lower() for region in REGIONS]
+@dataclass(frozen=True)
+class Region:
+    """One network output channel: a region made of label values (a sigmoid, trained against their union)."""
+
+    name: str
+    values: frozenset[int]
 
 
 @dataclass(frozen=True)
 class LabelConvention:
-    """Label values of one dataset family and how they make up the nested regions ET ⊂ TC ⊂ WT."""
+    """Label values of one task, the regions the network predicts from them, how regions paint labels back, and the
+    groups its challenge scores.
+
+    `paint` lists region names in painting order: each paints the one value it holds that no later region holds, so
+    later regions win where predictions overlap (ET over TC over WT). Painting the regions of a label map gives the map
+    back (`check_convention`).
+    """
 
     name: str
     description: str
-    labels: Mapping[int, str]
-    enhancing: int
-    core_only: int
-    edema: int
+    tissues: Mapping[int, str]  # label value -> tissue short name (a key of TISSUE_NAMES)
+    regions: tuple[Region, ...]
+    paint: tuple[str, ...]
+    groups: tuple[tuple[str, frozenset[int]], ...]  # scored groups in column order: (name, label values)
+    scoring: str = LESION_WISE_2023
+    evaluation_config: str | None = None  # the brats-evaluation package's config that scores this task, if any
+    label_names: Mapping[int, str] | None = None  # names where the task's documentation words them its own way
+
+    @property
+    def labels(self) -> dict[int, str]:
+        """Label value -> name (what MONAI Label, 3D Slicer and DICOM SEG segments show)."""
+        names = dict(self.label_names or {})
+        return {value: names.get(value, TISSUE_NAMES[tissue]) for value, tissue in sorted(self.tissues.items())}
 
     @property
     def allowed_values(self) -> frozenset[int]:
-        return frozenset({0, *self.labels})
+        return frozenset({0, *self.tissues})
 
     @property
-    def region_values(self) -> tuple[frozenset[int], frozenset[int], frozenset[int]]:
-        """Label values making up TC, WT and ET, in the order of `REGIONS`."""
-        core = frozenset({self.core_only, self.enhancing})
-        return core, core | {self.edema}, frozenset({self.enhancing})
+    def region_names(self) -> tuple[str, ...]:
+        """The network's output channels, in order."""
+        return tuple(region.name for region in self.regions)
 
+    @property
+    def region_values(self) -> tuple[frozenset[int], ...]:
+        """Label values making up each region, in channel order."""
+        return tuple(region.values for region in self.regions)
+
+    @property
+    def group_names(self) -> tuple[str, ...]:
+        return tuple(name for name, _ in self.groups)
+
+    def channel(self, region: str) -> int | None:
+        """The output channel of `region` (TC, WT, ...), or None where this convention has no such region."""
+        return self.region_names.index(region) if region in self.region_names else None
+
+    def painted_value(self, region: str) -> int:
+        """The label value `region` paints: the one it holds that no region painted after it holds."""
+        later = self.paint[self.paint.index(region) + 1 :]
+        left = set(self.regions[self.region_names.index(region)].values)
+        for other in later:
+            left -= self.regions[self.region_names.index(other)].values
+        if len(left) != 1:
+            raise ValueError(f"{self.name}: region {region} would paint {sorted(left)}; it must paint one value.")
+        return next(iter(left))
+
+    def _value_of(self, roles: Sequence[str]) -> int | None:
+        return next((value for value, tissue in sorted(self.tissues.items()) if tissue in roles), None)
+
+    @property
+    def enhancing(self) -> int | None:
+        """The enhancing tumour's value (None without one)."""
+        return self._value_of(_ROLES["enhancing"])
+
+    @property
+    def core_only(self) -> int | None:
+        """The value of the tumour core that is not enhancing (necrosis / non-enhancing core)."""
+        return self._value_of(_ROLES["core_only"])
+
+    @property
+    def edema(self) -> int | None:
+        """The value of the edema / FLAIR hyperintensity around the core."""
+        return self._value_of(_ROLES["edema"])
+
+
+def _regions(**values: Sequence[int]) -> tuple[Region, ...]:
+    return tuple(Region(name, frozenset(v)) for name, v in values.items())
+
+
+def _groups(**values: Sequence[int]) -> tuple[tuple[str, frozenset[int]], ...]:
+    return tuple((name, frozenset(v)) for name, v in values.items())
+
+
+def _brats_three(name: str, description: str, ncr: int, ed: int, et: int, **more) -> LabelConvention:
+    """A convention with the three nested regions TC, WT, ET and the scored groups et, tc, wt."""
+    core = (ncr, et)
+    return LabelConvention(
+        name=name,
+        description=description,
+        tissues=more.pop("tissues", {ncr: "NCR", ed: "ED", et: "ET"}),
+        regions=_regions(TC=core, WT=(*core, ed), ET=(et,)),
+        paint=("WT", "TC", "ET"),
+        groups=_groups(et=(et,), tc=core, wt=(*core, ed)),
+        **more,
+    )
+
+
+# BraTS 2024-2025 post-treatment glioma and metastases: 1 NETC, 2 SNFH, 3 ET, 4 RC; RC lies outside WT, painted first
+# so tumour wins where both are predicted.
+_POST_TREATMENT = {1: "NETC", 2: "SNFH", 3: "ET", 4: "RC"}
+_POST_TREATMENT_REGIONS = _regions(TC=(1, 3), WT=(1, 2, 3), ET=(3,), RC=(4,))
 
 CONVENTIONS: dict[str, LabelConvention] = {
     convention.name: convention
     for convention in (
-        LabelConvention(
-            name="brats2021",
-            description="BraTS 2018-2022: 1 NCR/NET, 2 ED, 4 ET",
-            labels={1: "necrotic / non-enhancing tumour core", 2: "peritumoral edema", 4: "enhancing tumour"},
-            enhancing=4,
-            core_only=1,
-            edema=2,
+        _brats_three(
+            "brats2021",
+            "BraTS 2018-2022: 1 NCR/NET, 2 ED, 4 ET",
+            ncr=1,
+            ed=2,
+            et=4,
+            label_names={1: "necrotic / non-enhancing tumour core"},
+        ),
+        _brats_three(
+            "brats2023", "BraTS 2023 adult glioma and Africa (GLI, SSA): 1 NCR, 2 ED, 3 ET", ncr=1, ed=2, et=3
+        ),
+        _brats_three(
+            "msd",
+            "MSD Task01_BrainTumour: 1 ED, 2 NET, 3 ET",
+            ncr=2,
+            ed=1,
+            et=3,
+            tissues={1: "ED", 2: "NET", 3: "ET"},
+            label_names={1: "edema"},
         ),
         LabelConvention(
-            name="brats2023",
-            description="BraTS 2023+ (GLI): 1 NCR, 2 ED, 3 ET",
-            labels={1: "necrotic tumour core", 2: "peritumoral edema", 3: "enhancing tumour"},
-            enhancing=3,
-            core_only=1,
-            edema=2,
+            name="brats2024",
+            description="BraTS 2024-2025 adult glioma, post-treatment (GLI): 1 NETC, 2 SNFH, 3 ET, 4 RC",
+            tissues=_POST_TREATMENT,
+            regions=_POST_TREATMENT_REGIONS,
+            paint=("RC", "WT", "TC", "ET"),
+            groups=_groups(et=(3,), netc=(1,), snfh=(2,), rc=(4,), tc=(1, 3), wt=(1, 2, 3)),
+            scoring=BRATS_EVALUATION,
+            evaluation_config="gli",
         ),
         LabelConvention(
-            name="msd",
-            description="MSD Task01_BrainTumour: 1 ED, 2 NET, 3 ET",
-            labels={1: "edema", 2: "non-enhancing tumour", 3: "enhancing tumour"},
-            enhancing=3,
-            core_only=2,
-            edema=1,
+            name="met",
+            description="BraTS 2023-2025 brain metastases (MET): 1 NETC, 2 SNFH, 3 ET, 4 RC",
+            tissues=_POST_TREATMENT,
+            regions=_POST_TREATMENT_REGIONS,
+            paint=("RC", "WT", "TC", "ET"),
+            groups=_groups(et=(3,), rc=(4,), tc=(1, 3), wt=(1, 2, 3)),
+            scoring=BRATS_EVALUATION,
+            evaluation_config="mets",
+        ),
+        LabelConvention(
+            name="ped",
+            description="BraTS 2024-2025 paediatric tumours (PED): 1 ET, 2 NETC, 3 CC, 4 ED",
+            tissues={1: "ET", 2: "NETC", 3: "CC", 4: "ED"},
+            regions=_regions(WT=(1, 2, 3, 4), TC=(1, 2, 3), ET=(1,), CC=(3,)),
+            paint=("WT", "TC", "CC", "ET"),
+            groups=_groups(et=(1,), netc=(2,), cc=(3,), ed=(4,), tc=(1, 2, 3), wt=(1, 2, 3, 4)),
+            scoring=BRATS_EVALUATION,
+            evaluation_config="ped",
+        ),
+        _brats_three(
+            "men",
+            "BraTS 2023-2025 meningioma, pre-operative (MEN): 1 NETC, 2 SNFH, 3 ET",
+            ncr=1,
+            ed=2,
+            et=3,
+            tissues={1: "NETC", 2: "SNFH", 3: "ET"},
+            scoring=BRATS_EVALUATION,
+            evaluation_config="MenPre",
+        ),
+        _brats_three(
+            "goat",
+            "BraTS 2024-2025 generalisability (GoAT), 2023 labels scored by brats-evaluation: 1 NCR, 2 ED, 3 ET",
+            ncr=1,
+            ed=2,
+            et=3,
+            scoring=BRATS_EVALUATION,
+            evaluation_config="GoAT",
+        ),
+        LabelConvention(
+            name="men_rt",
+            description="BraTS 2024-2025 meningioma radiotherapy (MEN-RT): 1 GTV",
+            tissues={1: "GTV"},
+            regions=_regions(GTV=(1,)),
+            paint=("GTV",),
+            groups=_groups(gtv=(1,)),
+            scoring=BRATS_EVALUATION,
+            evaluation_config="MenRT",
         ),
     )
 }
 
 
+def check_convention(convention: LabelConvention) -> None:
+    """Raise unless the convention is consistent: tissues known, regions named once, every region painted once, and
+    painting the regions of each label value gives that value back."""
+    if unknown := sorted(set(convention.tissues.values()) - set(TISSUE_NAMES)):
+        raise ValueError(f"{convention.name}: unknown tissues {unknown}; add them to TISSUE_NAMES.")
+    names = convention.region_names
+    if len(set(names)) != len(names) or sorted(convention.paint) != sorted(names):
+        raise ValueError(f"{convention.name}: paint order {convention.paint} must name each region {names} once.")
+    for value in sorted(convention.allowed_values):
+        label = torch.full((1, 1, 1), value)
+        if int(regions_to_labels(labels_to_regions(label, convention), convention).max()) != value:
+            raise ValueError(f"{convention.name}: label {value} does not survive painting its regions back.")
+
+
 UNSCANNED_CONVENTION = "brats2021"
-"""What label_convention `auto` writes where no dataset was scanned (MONAI Label, MONAI Deploy: one image each)."""
+"""What label_convention `auto` writes where no dataset was scanned and the model records no convention (MONAI Label,
+MONAI Deploy: one image each)."""
 
 CASE_CONVENTION = "label_convention"
-"""The item of an inference case that carries its dataset's detected convention (see `datalist.inference_cases`)."""
+"""The item of an inference case that carries the convention its prediction is painted in (`datalist`)."""
 
 
 def label_names(convention: LabelConvention) -> dict[str, str]:
     """Label value -> name, background included: what MONAI Label and 3D Slicer show for the written label map."""
     return {"0": "background", **{str(value): name for value, name in sorted(convention.labels.items())}}
+
+
+def region_keys(convention: LabelConvention | None = None) -> list[str]:
+    """The regions in channel order as key suffixes (`pred_tc`, ...): the configs' `SplitDimd` postfixes."""
+    names = REGIONS if convention is None else convention.region_names
+    return [region.lower() for region in names]
 
 
 def get_convention(name: str, detected: str | None = None) -> LabelConvention:
@@ -121,6 +311,41 @@ def auto_convention(
     return CONVENTIONS[UNSCANNED_CONVENTION]
 
 
+def same_regions(one: LabelConvention, other: LabelConvention) -> bool:
+    """Whether a network trained on `one` predicts the regions of `other` (a model of either paints both)."""
+    return one.region_names == other.region_names
+
+
+def describe(convention: LabelConvention) -> str:
+    """`name (regions TC, WT, ET)`, for one-line messages."""
+    return f"{convention.name} (regions {', '.join(convention.region_names)})"
+
+
+def painted_convention(
+    requested: str, detected: str | None, model: LabelConvention, layout: str | None = None
+) -> LabelConvention:
+    """The convention a prediction of `model` (what the network predicts) is painted in.
+
+    An explicit `requested` name wins (`model_labels.model_convention` has refused one with other regions). `auto`
+    takes the dataset's convention (`detected`) when its regions are the model's, so a BraTS 2021 model writes a
+    BraTS 2023 dataset's values; else the model's own, where the dataset's layout may hold it (a BraTS 2024
+    post-treatment model on BraTS-GLI names); else it stops in one line. Nothing detected: the model's.
+    """
+    if requested != "auto":
+        return get_convention(requested)
+    if detected is None:
+        return model
+    dataset = get_convention(detected)
+    if same_regions(dataset, model):
+        return dataset
+    if layout is None or model.name in LAYOUTS[layout].conventions:
+        return model
+    raise ValueError(
+        f"the model predicts {describe(model)}, but this {LAYOUTS[layout].title} dataset is labelled "
+        f"{describe(dataset)}: use a model trained on it, or pass --label_convention."
+    )
+
+
 def _like(result: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
     """`result` carrying `source`'s metadata when `source` is a MetaTensor (file name, affine for saving)."""
     if isinstance(source, MetaTensor):
@@ -133,10 +358,16 @@ def _source_name(data: torch.Tensor | np.ndarray) -> str:
     return str(meta.get("filename_or_obj", "<in-memory label>"))
 
 
-def labels_to_regions(label: torch.Tensor, convention: LabelConvention) -> torch.Tensor:
-    """Map a (1, H, W, D) or (H, W, D) label map to float (3, H, W, D) channels TC, WT, ET.
+def _other_conventions_hint(found: set[int], convention: LabelConvention) -> str:
+    """' (a brats2024 or ... map?)' naming the conventions whose values fit, else ''."""
+    fits = [name for name, other in CONVENTIONS.items() if name != convention.name and found <= other.allowed_values]
+    return f" (a {' or '.join(fits)} label map?)" if fits else ""
 
-    Unknown label values raise a ValueError naming the file and the values.
+
+def labels_to_regions(label: torch.Tensor, convention: LabelConvention) -> torch.Tensor:
+    """Map a (1, H, W, D) or (H, W, D) label map to float (R, H, W, D) channels, one per region of the convention.
+
+    Unknown label values raise a ValueError naming the file, the values and the conventions they fit.
     """
     values = torch.as_tensor(label)
     if values.ndim == 4 and values.shape[0] == 1:
@@ -146,8 +377,8 @@ def labels_to_regions(label: torch.Tensor, convention: LabelConvention) -> torch
     if unknown:
         raise ValueError(
             f"{_source_name(label)}: label values {unknown} are not part of the '{convention.name}' convention "
-            f"({convention.description}); expected a subset of {sorted(convention.allowed_values)}. "
-            "Pick the right --label_convention for this dataset."
+            f"({convention.description}); expected a subset of {sorted(convention.allowed_values)}"
+            f"{_other_conventions_hint(found, convention)}. Pick the right --label_convention for this dataset."
         )
     plain = values.as_tensor() if isinstance(values, MetaTensor) else values
     channels = [
@@ -156,30 +387,46 @@ def labels_to_regions(label: torch.Tensor, convention: LabelConvention) -> torch
     return _like(torch.stack(channels).to(torch.float32), label)
 
 
-def nest_regions(regions: torch.Tensor) -> torch.Tensor:
-    """Binary TC/WT/ET channels made nested (ET ⊂ TC ⊂ WT) by union: the regions a painted label map encodes."""
-    tc, wt, et = (regions[i] > 0.5 for i in range(3))
-    return _like(torch.stack([tc | et, wt | tc | et, et]).to(regions.dtype), regions)
+def _check_channels(regions: torch.Tensor, convention: LabelConvention) -> None:
+    if regions.shape[0] != len(convention.regions):
+        raise ValueError(
+            f"{_source_name(regions)}: {regions.shape[0]} predicted channels, but the '{convention.name}' convention "
+            f"has {len(convention.regions)} regions ({', '.join(convention.region_names)}): the model was trained on "
+            "another convention; pass its --label_convention."
+        )
 
 
 def regions_to_labels(regions: torch.Tensor, convention: LabelConvention) -> torch.Tensor:
-    """Paint binary (3, H, W, D) TC/WT/ET channels as a (1, H, W, D) uint8 label map in the convention's values.
+    """Paint binary (R, H, W, D) region channels as a (1, H, W, D) uint8 label map in the convention's values.
 
-    Painting WT, then TC, then ET enforces the nesting ET ⊂ TC ⊂ WT whatever the network predicted.
+    Regions paint in `convention.paint` order, later over earlier (BraTS: WT, then TC, then ET), which enforces the
+    nesting ET ⊂ TC ⊂ WT whatever the network predicted.
     """
-    tc, wt, et = (regions[i] > 0.5 for i in range(3))
+    _check_channels(regions, convention)
     painted = torch.zeros(regions.shape[1:], dtype=torch.uint8, device=regions.device)
-    painted[wt] = convention.edema
-    painted[tc] = convention.core_only
-    painted[et] = convention.enhancing
+    for name in convention.paint:
+        painted[regions[convention.region_names.index(name)] > 0.5] = convention.painted_value(name)
     return _like(painted.unsqueeze(0), regions)
 
 
+def nest_regions(regions: torch.Tensor, convention: LabelConvention | None = None) -> torch.Tensor:
+    """Binary region channels made what a painted label map encodes (default: TC, WT, ET made nested by union).
+
+    Painting then reading the regions back: for TC/WT/ET this is the union rule ET ⊂ TC ⊂ WT; with a resection cavity
+    or a cystic component it also settles overlaps as the painting does.
+    """
+    convention = convention or CONVENTIONS[UNSCANNED_CONVENTION]
+    painted = regions_to_labels(regions, convention)
+    nested = labels_to_regions(torch.as_tensor(painted)[0], convention).to(regions.dtype)
+    return _like(nested, regions)
+
+
 class LabelsToRegionsd(MapTransform):
-    """Label map -> float TC/WT/ET channels for any supported convention.
+    """Label map -> float region channels for any supported convention.
 
     MONAI's `ConvertToMultiChannelBasedOnBratsClassesd` assumes label 1 is the necrotic core, which does not hold for
-    MSD Task01 (1 is edema), and it accepts unknown values silently; this covers all conventions and refuses those.
+    MSD Task01 (1 is edema) or paediatric tumours (1 is enhancing), has no fourth region (resection cavity, cystic
+    component), and accepts unknown values silently; this covers all conventions and refuses those.
     """
 
     def __init__(self, keys: KeysCollection, convention: LabelConvention, allow_missing_keys: bool = False) -> None:
@@ -194,36 +441,49 @@ class LabelsToRegionsd(MapTransform):
 
 
 class NestRegionsd(MapTransform):
-    """Make predicted regions nested, so metrics score exactly what a saved label map holds."""
+    """Make predicted regions what a painted label map holds, so metrics score exactly the saved map."""
+
+    def __init__(
+        self, keys: KeysCollection, convention: LabelConvention | None = None, allow_missing_keys: bool = False
+    ) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.convention = convention
 
     def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
         d = dict(data)
         for key in self.key_iterator(d):
-            d[key] = nest_regions(d[key])
+            d[key] = nest_regions(d[key], self.convention)
         return d
 
 
 class RegionsToLabelsd(MapTransform):
-    """Binary TC/WT/ET channels -> uint8 label map in the dataset's own label values (for saving predictions).
+    """Binary region channels -> uint8 label map in the dataset's own label values (for saving predictions).
 
     `convention` is a `LabelConvention` or its name; "auto" takes each case's `label_convention` item (set by
-    `cases.inference_cases` from a scanned dataset) and, for a case without one (MONAI Label, MONAI Deploy),
-    `UNSCANNED_CONVENTION`, whose values metadata.json's `channel_def` names.
+    `datalist.inference_cases` from a scanned dataset) when its regions are the model's, and otherwise, as for a case
+    without one (MONAI Label, MONAI Deploy), `model`: the convention the network was trained on
+    (`model_labels.model_convention`), by default `UNSCANNED_CONVENTION`, whose values metadata.json's `channel_def`
+    names.
     """
 
     def __init__(
-        self, keys: KeysCollection, convention: LabelConvention | str, allow_missing_keys: bool = False
+        self,
+        keys: KeysCollection,
+        convention: LabelConvention | str,
+        model: LabelConvention | str = UNSCANNED_CONVENTION,
+        allow_missing_keys: bool = False,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
         if isinstance(convention, str):
             get_convention(convention, UNSCANNED_CONVENTION)  # an unknown name stops here, not at the first case
         self.convention = convention
+        self.model = get_convention(model) if isinstance(model, str) else model
 
     def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
         d = dict(data)
         convention = self.convention
         if isinstance(convention, str):
-            convention = get_convention(convention, d.get(CASE_CONVENTION, auto_convention(None).name))
+            convention = painted_convention(convention, d.get(CASE_CONVENTION), self.model)
         for key in self.key_iterator(d):
             d[key] = regions_to_labels(d[key], convention)
         return d

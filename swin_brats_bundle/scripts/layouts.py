@@ -1,8 +1,14 @@
-"""The one declaration of the dataset layouts: folder and file naming, modality names, channel order, label convention.
+"""The one declaration of the dataset layouts: folder and file naming, case prefix, modality names, channel order, label
+convention.
 
 Discovery (`cases.py`), the synthetic writer (`synthetic_data.py`), the pictures' case lookup and `auto` convention
 (`visualize.py`, `labels.auto_convention`), the MONAI Deploy app and the test fixtures all derive from `LAYOUTS`. A new
 layout is one entry here (plus a convention in `labels.py` only if its label values are new).
+
+The BraTS 2023+ tasks share one file naming (`<case>-t2f.nii.gz`) and differ by case prefix (`BraTS-PED-`, ...): a case
+belongs to the layout of that naming whose prefix it starts with (the longest), `brats2023` taking the others.
+BraTS 2023 and 2024-2025 adult glioma share names too; only the user knows which labels a folder holds, so the GLI
+layout lists both conventions and `label_convention` (or a datalist written with it) picks the 2024 one.
 """
 
 from __future__ import annotations
@@ -35,12 +41,24 @@ class Layout:
 
     name: str
     title: str
-    convention: str
+    convention: str  # what `auto` reads the labels as
     modalities: Mapping[str, str]  # channel (CHANNELS name) -> the layout's name: file suffix, or 4D: in file order
     case_id_format: str  # synthetic case ids: `index` counts from 0, `number` from 1
     separator: str | None = None
     label: str = "seg"
     dataset_labels: Mapping[str, str] | None = None  # 4D: dataset.json's label names (default: the convention's)
+    case_prefix: str = ""  # case ids start with it (BraTS-PED-); "" takes the cases no other layout of its naming does
+    alternatives: tuple[str, ...] = ()  # other conventions a folder of this layout may hold (chosen by the user)
+
+    @property
+    def conventions(self) -> tuple[str, ...]:
+        """The conventions a dataset of this layout may hold, `auto`'s first."""
+        return (self.convention, *self.alternatives)
+
+    @property
+    def naming(self) -> tuple:
+        """What its file names look like (separator, modality and label suffixes): layouts alike differ by prefix."""
+        return (self.separator, self.suffixes, self.label)
 
     @property
     def four_dimensional(self) -> bool:
@@ -72,7 +90,8 @@ class Layout:
         return f"{case_id}{self.separator}{part}.nii.gz"
 
     def anchor_pattern(self) -> str:
-        """Glob of a case-folder layout's first-channel (FLAIR) files, which identify its cases."""
+        """Glob of a case-folder layout's first-channel (FLAIR) files, which identify its cases (of any prefix: see
+        `layout_of_case`)."""
         return f"*{self.separator}{self.suffixes[0]}.nii*"
 
     def example(self) -> str:
@@ -100,6 +119,26 @@ LAYOUTS: dict[str, Layout] = {
             modalities={"FLAIR": "t2f", "T1ce": "t1c", "T1": "t1n", "T2": "t2w"},
             case_id_format="BraTS-GLI-{index:05d}-000",
             separator="-",
+            alternatives=("brats2024",),
+        ),
+        *(
+            Layout(
+                name=f"brats_{task.lower()}",
+                title=f"BraTS {title} (BraTS-{task})",
+                convention=convention,
+                modalities={"FLAIR": "t2f", "T1ce": "t1c", "T1": "t1n", "T2": "t2w"},
+                case_id_format=f"BraTS-{task}-{{index:05d}}" + ("-000" if task != "GoAT" else ""),
+                separator="-",
+                case_prefix=f"BraTS-{task}-",
+                alternatives=alternatives,
+            )
+            for task, title, convention, alternatives in (
+                ("MEN", "meningioma", "men", ()),
+                ("MET", "brain metastases", "met", ()),
+                ("PED", "paediatric tumours", "ped", ()),
+                ("SSA", "Sub-Saharan Africa glioma", "brats2023", ("goat",)),
+                ("GoAT", "generalisability", "goat", ()),
+            )
         ),
         Layout(
             name="msd",
@@ -124,14 +163,23 @@ def strip_nifti_suffix(name: str) -> str:
     return name
 
 
+def layout_of_case(layout: str, case_id: str) -> str:
+    """The layout of a case named `case_id` in files of `layout`'s naming: the one whose case prefix it starts with
+    (the longest), else the one of that naming without a prefix."""
+    alike = [name for name in CASE_FOLDER_LAYOUTS if LAYOUTS[name].naming == LAYOUTS[layout].naming]
+    owners = [name for name in alike if case_id.startswith(LAYOUTS[name].case_prefix)]
+    return max(owners, key=lambda name: len(LAYOUTS[name].case_prefix), default=layout)
+
+
 def layout_of_file(path: str | Path) -> str | None:
     """The layout an image file's name and place say it belongs to, or None (a lone file named otherwise)."""
     path = Path(path)
     stem = strip_nifti_suffix(path.name)
     for name in CASE_FOLDER_LAYOUTS:
         layout = LAYOUTS[name]
-        if any(stem.endswith(f"{layout.separator}{part}") for part in (*layout.suffixes, layout.label)):
-            return name
+        for part in (*layout.suffixes, layout.label):
+            if stem.endswith(f"{layout.separator}{part}"):
+                return layout_of_case(name, stem[: -len(f"{layout.separator}{part}")])
     in_decathlon = path.parent.name in (TRAINING_IMAGES, TEST_IMAGES, TRAINING_LABELS)
     if in_decathlon and (path.parent.parent / DECATHLON_DESCRIPTION).is_file():
         return next((name for name, layout in LAYOUTS.items() if layout.four_dimensional), None)

@@ -9,6 +9,7 @@ import pytest
 from conftest import BUNDLE, TINY, run_bundle
 from monai.bundle import ConfigWorkflow
 from scripts.knobs import KNOBS, LOSSES, OPTIMIZERS
+from scripts.labels import CONVENTIONS
 
 CONFIGS = BUNDLE / "configs"
 
@@ -43,7 +44,7 @@ def _initialize(config_files: list[str], tmp_path: Path, **overrides) -> ConfigW
         ("train.json", "loader_workers", -1, "auto or an integer >= 0"),
         ("train.json", "sw_overlap", 1.5, "a number in [0, 1)"),
         ("train.json", "batch_size", 0, "an integer >= 1"),
-        ("train.json", "label_convention", "brats2019", "one of auto, brats2021, brats2023, msd"),
+        ("train.json", "label_convention", "brats2019", f"one of auto, {', '.join(CONVENTIONS)}"),
         ("train.json", "resume", "false", "True or False (capitalised on the command line)"),
         ("train.json", "loss", "focal", f"one of {', '.join(LOSSES)}"),
         ("train.json", "region_thresholds", [0.5, 1.2], "a list of 3 numbers, each in (0, 1)"),
