@@ -13,9 +13,14 @@ logger = logging.getLogger(__name__)
 PRECISIONS = ("fp32", "cuda_amp", "cpu_bf16")
 
 
-def amp_enabled(amp: bool, device: torch.device) -> bool:
-    """Mixed precision in MONAI's engines, which autocast for CUDA only; on CPU `cpu_precision` decides instead."""
-    return bool(amp) and device.type == "cuda"
+def as_device(device: torch.device | str) -> torch.device:
+    """`device` as a `torch.device`: MONAI Label sets a bundle's `device` to a plain string ("cpu", "cuda:0")."""
+    return torch.device(device)
+
+
+def amp_enabled(amp: bool, device: torch.device | str) -> bool:
+    """Mixed precision in MONAI's engines, which autocast for CUDA only; on CPU `precision` decides instead."""
+    return bool(amp) and as_device(device).type == "cuda"
 
 
 def cpu_bf16_supported() -> bool:
@@ -24,8 +29,9 @@ def cpu_bf16_supported() -> bool:
     return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in checks)
 
 
-def precision(amp: bool, device: torch.device, supported: Callable[[], bool] = cpu_bf16_supported) -> str:
+def precision(amp: bool, device: torch.device | str, supported: Callable[[], bool] = cpu_bf16_supported) -> str:
     """`cuda_amp`, `cpu_bf16` or `fp32` for validation and inference with `amp`; the log says which and why."""
+    device = as_device(device)
     if not amp:
         choice, reason = "fp32", "amp is False"
     elif device.type == "cuda":

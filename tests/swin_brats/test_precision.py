@@ -7,7 +7,7 @@ import torch
 from conftest import BUNDLE
 from monai.bundle import ConfigParser
 from scripts.inferers import BrainBoxInferer
-from scripts.runtime import cpu_bf16_forward, cpu_bf16_supported, precision
+from scripts.runtime import amp_enabled, cpu_bf16_forward, cpu_bf16_supported, precision
 
 
 class DtypeProbe(torch.nn.Module):
@@ -31,6 +31,18 @@ def test_precision_choice_follows_amp_device_and_processor() -> None:
     assert precision(True, cpu, supported=lambda: False) == "fp32"
     assert precision(True, cuda, supported=lambda: False) == "cuda_amp"
     assert precision(False, cuda) == "fp32"
+
+
+def test_a_device_given_as_a_string_is_read_like_a_torch_device() -> None:
+    """MONAI Label sets the config's `device` to a plain string ("cpu", "cuda", "cuda:0"), not a torch.device."""
+    for name, kind in (("cpu", "cpu"), ("cuda", "cuda"), ("cuda:0", "cuda"), (torch.device("cuda:1"), "cuda")):
+        assert precision(True, name, supported=lambda: True) == {"cpu": "cpu_bf16", "cuda": "cuda_amp"}[kind]
+        assert precision(True, name, supported=lambda: False) == {"cpu": "fp32", "cuda": "cuda_amp"}[kind]
+        assert amp_enabled(True, name) is (kind == "cuda")
+        assert amp_enabled(False, name) is False
+    parser = _parsed("inference.json", device="cuda:0")  # as MONAI Label's BundleInferTask sets it
+    assert parser.get_parsed_content("precision") == "cuda_amp" and parser.get_parsed_content("use_amp") is True
+    assert _parsed("inference.json", device="cpu").get_parsed_content("use_amp") is False
 
 
 def test_the_inferer_runs_bf16_only_when_asked() -> None:
