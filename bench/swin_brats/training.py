@@ -52,14 +52,14 @@ def loader_only_epochs(loader, epochs: int) -> list[float]:
 
 
 def what_is_cached(dataset) -> dict:
-    """The dataset class, how many cases it caches and the dtype of each cached tensor (none for a plain Dataset)."""
+    """The dataset class, how many cases it caches, the cached image's and label's dtypes (none for a plain Dataset)."""
     cache = getattr(dataset, "_cache", None) or []
     first = cache[0] if cache else {}
     first = first[0] if isinstance(first, list) else first
     return {
         "dataset": type(dataset).__name__,
         "cached_cases": len(cache),
-        "cached_dtypes": {key: str(value.dtype) for key, value in first.items() if hasattr(value, "dtype")},
+        "cached_dtypes": {key: str(first[key].dtype) for key in ("image", "label") if key in first},
         "cached_mb": round(sum(cached_case_bytes(item) for item in cache) / 1e6, 1),
     }
 
@@ -140,7 +140,7 @@ def measure(pipeline: str, data: Path, work: Path, args: argparse.Namespace) -> 
     later_iterations = [t for epoch, t in iterations if epoch > 1]
     return {
         **cached,
-        "cache_dtype_setting": workflow.parser["cache_dtype"],
+        **({"cache_dtype_setting": workflow.parser["cache_dtype"]} if pipeline == "bundle" else {}),
         "load_average_1min_before_after": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
         "setup_s": round(setup_s, 2),
         "epoch_s": [round(e, 2) for e in epochs],
