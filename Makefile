@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 TORCH_PIN := torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: install deploy-install demo test zoo-check package bench lint format sync-hooks clean
+.PHONY: install deploy-install demo test zoo-check package bench brats-eval-bench lint format sync-hooks clean
 
 install: $(STAMP)
 
@@ -61,6 +61,20 @@ package: install
 # Segmentation speed benchmarks (bench/README.md); each prints JSON and writes bench/results/swin_brats_*.json.
 bench: install
 	cd bench/swin_brats && ../../$(PY) training.py && ../../$(PY) inference.py && ../../$(PY) scaling.py --with_reference
+
+# Scoring parity with the official BraTS evaluation (bench/brats_eval/README.md): the brats-evaluation package (AGPL)
+# in an environment of its own, run only as a subprocess; writes bench/brats_eval/result.json.
+BRATS_EVAL_VENV := bench/brats_eval/.venv
+BRATS_EVAL_STAMP := $(BRATS_EVAL_VENV)/.installed
+
+$(BRATS_EVAL_STAMP): bench/brats_eval/requirements.txt
+	$(PYTHON) -m venv $(BRATS_EVAL_VENV)
+	$(BRATS_EVAL_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(BRATS_EVAL_VENV)/bin/python -m pip install --quiet -r bench/brats_eval/requirements.txt
+	touch $(BRATS_EVAL_STAMP)
+
+brats-eval-bench: install $(BRATS_EVAL_STAMP)
+	$(PY) bench/brats_eval/parity.py --evaluation_python $(BRATS_EVAL_VENV)/bin/python
 
 # The hooks both bundles carry (ci/shared_hooks.py lists them): swin_brats_bundle/scripts is the source.
 sync-hooks: install

@@ -1,4 +1,5 @@
-"""Evaluator handler: score each case with the BraTS metrics; at the end write the files and the worst/best pictures.
+"""Evaluator handler: score each case as its task's challenge does; at the end write the files and the worst/best
+pictures.
 
 The jobs it calls: `metrics` (the scores), `metrics_files` (metrics.csv, summary.json), `case_ranking` and
 `case_pictures` (which cases get a picture, and drawing them).
@@ -15,7 +16,7 @@ from monai.data import decollate_batch
 
 from scripts.case_pictures import ExtremeCasePictures
 from scripts.labels import CONVENTIONS, LabelConvention
-from scripts.metrics import DILATION_ITERATIONS, REGION_ORDER, region_metrics, summarise
+from scripts.metrics import DILATION_ITERATIONS, REGION_ORDER, case_metrics, metric_columns, region_metrics, summarise
 from scripts.metrics_files import write_case_metrics
 from scripts.naming import case_id_of
 from scripts.tensor_meta import to_numpy, voxel_spacing
@@ -26,9 +27,11 @@ logger = logging.getLogger(__name__)
 class CaseMetricsWriter:
     """Per-case metrics of an evaluator run, written at its end to `output_dir`.
 
-    `metrics.csv`: one row per case (case_id, then `metrics.METRIC_COLUMNS`, 6 decimals); `summary.json`: mean,
-    median and std per column and the case count; `pictures/<case_id>.png`: the `num_pictures` worst and best cases
-    by mean Dice (needs `convention`). Rows and summary also go on `engine.state.case_metrics`.
+    `metrics.csv`: one row per case (case_id, then `metrics.metric_columns(convention)`: the convention's scored
+    groups, scored as its challenge does; 6 decimals); `summary.json`: mean, median and std per column (NaN, nothing
+    to score, skipped), the case count, the convention and its scoring; `pictures/<case_id>.png`: the `num_pictures`
+    worst and best cases by mean Dice. Without a `convention` the predictions are TC/WT/ET channels scored as BraTS
+    2023 (`metrics.region_metrics`), with no pictures. Rows and summary also go on `engine.state.case_metrics`.
     """
 
     def __init__(
@@ -73,16 +76,19 @@ class CaseMetricsWriter:
         pred, label, image = item[self.pred_key], item[self.label_key], item.get(self.image_key)
         case_id = case_id_of(image, label, pred, default=f"case_{len(self.rows):04d}")
         spacing = voxel_spacing(label, pred, image)
-        metrics = region_metrics(
-            to_numpy(pred), to_numpy(label), spacing, self.dilation_iterations, self.min_lesion_voxels
-        )
+        settings = (self.dilation_iterations, self.min_lesion_voxels)
+        if self.convention is None:
+            metrics = region_metrics(to_numpy(pred), to_numpy(label), spacing, *settings)
+        else:
+            metrics = case_metrics(to_numpy(pred), to_numpy(label), self.convention, spacing, *settings)
         row = {"case_id": case_id, **metrics}
         self.rows.append(row)
+        groups = REGION_ORDER if self.convention is None else self.convention.group_names
         logger.info(
-            "%s: Dice ET %.4f TC %.4f WT %.4f, HD95 ET %.2f TC %.2f WT %.2f mm",
+            "%s: Dice %s, HD95 %s mm",
             case_id,
-            *(metrics[f"dice_{r}"] for r in REGION_ORDER),
-            *(metrics[f"hd95_{r}"] for r in REGION_ORDER),
+            " ".join(f"{g.upper()} {metrics[f'dice_{g}']:.4f}" for g in groups),
+            " ".join(f"{g.upper()} {metrics[f'hd95_{g}']:.2f}" for g in groups),
         )
         self.pictures.offer(self.rows, case_id, pred, label, image)
         return row
@@ -90,7 +96,9 @@ class CaseMetricsWriter:
     def write(self, engine: Engine) -> None:
         """metrics.csv, summary.json and the pictures; rows and summary onto `engine.state.case_metrics`."""
         summary = summarise(self.rows)
-        write_case_metrics(self.output_dir, self.rows, summary)
+        if self.convention is not None:
+            summary |= {"label_convention": self.convention.name, "scoring": self.convention.scoring}
+        write_case_metrics(self.output_dir, self.rows, summary, metric_columns(self.convention))
         engine.state.case_metrics = {"rows": list(self.rows), "summary": summary}
         self.pictures.draw(self.rows, self.output_dir)
         logger.info("Per-case metrics of %d case(s) written to %s", len(self.rows), self.output_dir)

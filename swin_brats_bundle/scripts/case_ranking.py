@@ -1,4 +1,4 @@
-"""The evaluation's worst and best cases by mean Dice over the regions, chosen reproducibly."""
+"""The evaluation's worst and best cases by mean Dice over the scored groups, chosen reproducibly."""
 
 from __future__ import annotations
 
@@ -9,11 +9,20 @@ import numpy as np
 from scripts.metrics import REGION_ORDER
 
 DICE_COLUMNS = tuple(f"dice_{region}" for region in REGION_ORDER)
+"""The Dice columns of the ET/TC/WT conventions; a row of another convention has its own `dice_<group>`."""
+
+
+def _mean_dice(row: dict[str, Any]) -> float:
+    """Mean Dice over the row's groups; NaN (a group empty in prediction and truth: nothing to score) is skipped, and
+    a case with nothing to score anywhere counts as perfect."""
+    values = np.array([float(v) for k, v in row.items() if k.startswith("dice_")], dtype=np.float64)
+    scored = values[~np.isnan(values)]
+    return float(scored.mean()) if scored.size else 1.0
 
 
 def ranked(rows: list[dict[str, Any]]) -> list[tuple[str, float]]:
     """(case id, mean Dice) from worst to best (ties by case id, so the choice is reproducible)."""
-    scores = [(row["case_id"], float(np.mean([row[c] for c in DICE_COLUMNS]))) for row in rows]
+    scores = [(row["case_id"], _mean_dice(row)) for row in rows]
     return sorted(scores, key=lambda pair: (pair[1], pair[0]))
 
 

@@ -1,8 +1,15 @@
-"""Per-case BraTS metrics for the regions ET, TC, WT: overlap, HD95 in mm and BraTS 2023 lesion-wise scores.
+"""Per-case BraTS metrics of a convention's scored groups: overlap, HD95 in mm and lesion-wise scores, each task as
+its challenge scores it (`labels.LabelConvention.scoring`).
 
-Empty regions follow BraTS: prediction and truth both empty -> Dice 1, HD95 0; exactly one empty -> Dice 0 and
-HD95 `HD95_EMPTY_MM`. MONAI's `DiceMetric` skips cases with empty truth by default (`ignore_empty=True`); here
-every case scores, so the means are over all cases.
+BraTS 2021 / 2023 / MSD (`LESION_WISE_2023`), the groups ET, TC, WT: prediction and truth both empty -> Dice 1,
+HD95 0; exactly one empty -> Dice 0 and HD95 `HD95_EMPTY_MM`; lesion-wise scores of the BraTS 2023 scripts
+(`lesion_wise`). MONAI's `DiceMetric` skips cases with empty truth by default (`ignore_empty=True`); here every case
+scores, so the means are over all cases.
+
+The BraTS 2024-2025 tasks (`BRATS_EVALUATION`: GLI post-treatment, MET, PED, MEN, GoAT, MEN-RT) as the
+`brats-evaluation` package (0.0.10) scores them: global Dice NaN where prediction and truth are both empty (its means
+skip NaN, as `summarise` does), HD95 pooled over both surfaces (`hd95_pooled`) and `HD95_EMPTY_MM` where the two do
+not overlap, lesions matched one to one (`matched_lesions`). bench/brats_eval runs the package beside these.
 """
 
 from __future__ import annotations
@@ -22,8 +29,9 @@ from monai.metrics import (
 )
 from monai.transforms.utils import generate_spatial_bounding_box
 from scipy import ndimage
+from scipy.optimize import linear_sum_assignment
 
-from scripts.labels import REGIONS
+from scripts.labels import BRATS_EVALUATION, REGIONS, LabelConvention, regions_to_labels
 
 HD95_EMPTY_MM = 373.0
 """BraTS's HD95 when exactly one of prediction and truth is empty: about the diagonal of the 240x240x155 1 mm grid."""
@@ -37,11 +45,23 @@ DILATION_ITERATIONS = 3
 _SCORES = ("dice", "iou", "hd95", "sensitivity", "specificity", "lesion_dice", "lesion_hd95")
 _COUNTS = ("lesions_truth", "lesions_missed", "lesions_false_positive")
 METRIC_COLUMNS: list[str] = [f"{name}_{region}" for name in _SCORES + _COUNTS for region in REGION_ORDER]
-"""Per-case columns: dice_et, dice_tc, dice_wt, iou_*, hd95_*, sensitivity_*, specificity_*, lesion_dice_*,
-lesion_hd95_*, then the lesion counts lesions_truth_*, lesions_missed_*, lesions_false_positive_*."""
+"""Per-case columns of the ET/TC/WT conventions: dice_et, dice_tc, dice_wt, iou_*, hd95_*, sensitivity_*,
+specificity_*, lesion_dice_*, lesion_hd95_*, then the lesion counts lesions_truth_*, lesions_missed_*,
+lesions_false_positive_*. Other conventions: the same families over their groups (`metric_columns`)."""
+
+MATCHING_THRESHOLD = 1e-6
+"""brats-evaluation: a predicted and a true lesion may be matched when their Dice is at least this."""
 
 _CONNECTIVITY_26 = np.ones((3, 3, 3), dtype=bool)
 _DILATION_18 = ndimage.generate_binary_structure(3, 2)
+_SURFACE_6 = ndimage.generate_binary_structure(3, 1)
+
+
+def metric_columns(convention: LabelConvention | None = None) -> list[str]:
+    """The per-case columns of a convention: each score family over its scored groups (`METRIC_COLUMNS` for the
+    ET/TC/WT conventions)."""
+    groups = REGION_ORDER if convention is None else convention.group_names
+    return [f"{name}_{group}" for name in _SCORES + _COUNTS for group in groups]
 
 
 @dataclass(frozen=True)
@@ -175,6 +195,15 @@ def _as_regions(array: Any, name: str) -> np.ndarray:
     return masks
 
 
+def _checked_spacing(prediction: np.ndarray, truth: np.ndarray, spacing: Sequence[float]) -> list[float]:
+    if prediction.shape != truth.shape:
+        raise ValueError(f"prediction {prediction.shape} and truth {truth.shape} differ in shape.")
+    spacing = [float(s) for s in spacing]
+    if len(spacing) != 3:
+        raise ValueError(f"spacing needs 3 values (mm per voxel along each axis), got {spacing}.")
+    return spacing
+
+
 def region_metrics(
     prediction: np.ndarray,
     truth: np.ndarray,
@@ -184,39 +213,155 @@ def region_metrics(
 ) -> dict[str, float]:
     """All `METRIC_COLUMNS` of one case from binary (3, H, W, D) TC/WT/ET masks and the voxel spacing in mm."""
     prediction, truth = _as_regions(prediction, "prediction"), _as_regions(truth, "truth")
-    if prediction.shape != truth.shape:
-        raise ValueError(f"prediction {prediction.shape} and truth {truth.shape} differ in shape.")
-    spacing = [float(s) for s in spacing]
-    if len(spacing) != 3:
-        raise ValueError(f"spacing needs 3 values (mm per voxel along each axis), got {spacing}.")
+    spacing = _checked_spacing(prediction, truth, spacing)
+    order = [REGIONS.index(region.upper()) for region in REGION_ORDER]
+    return _lesion_wise_2023_metrics(
+        prediction[order], truth[order], REGION_ORDER, spacing, dilation_iterations, min_lesion_voxels
+    )
+
+
+def _lesion_wise_2023_metrics(
+    prediction: np.ndarray,
+    truth: np.ndarray,
+    groups: Sequence[str],
+    spacing: list[float],
+    dilation_iterations: int,
+    min_lesion_voxels: int,
+) -> dict[str, float]:
+    """The columns of (G, H, W, D) group masks scored as the BraTS 2021/2023 scripts score them."""
     overlap = _overlap_scores(prediction, truth)
     row: dict[str, float] = {}
-    for region in REGION_ORDER:
-        channel = REGIONS.index(region.upper())
-        pred, true = prediction[channel], truth[channel]
+    for index, group in enumerate(groups):
+        pred, true = prediction[index], truth[index]
         lesions = lesion_wise(pred, true, spacing, dilation_iterations, min_lesion_voxels)
-        row |= {f"{name}_{region}": float(overlap[name][channel]) for name in overlap}
-        row |= {
-            f"hd95_{region}": hd95_mm(pred, true, spacing),
-            f"lesion_dice_{region}": lesions.dice,
-            f"lesion_hd95_{region}": lesions.hd95,
-            f"lesions_truth_{region}": float(lesions.truth),
-            f"lesions_missed_{region}": float(lesions.missed),
-            f"lesions_false_positive_{region}": float(lesions.false_positive),
-        }
-    return {column: row[column] for column in METRIC_COLUMNS}
+        row |= {f"{name}_{group}": float(overlap[name][index]) for name in overlap}
+        row |= {f"hd95_{group}": hd95_mm(pred, true, spacing), **_lesion_columns(lesions, group)}
+    return {column: row[column] for name in _SCORES + _COUNTS for column in (f"{name}_{g}" for g in groups)}
+
+
+def _lesion_columns(lesions: LesionScores, group: str) -> dict[str, float]:
+    return {
+        f"lesion_dice_{group}": lesions.dice,
+        f"lesion_hd95_{group}": lesions.hd95,
+        f"lesions_truth_{group}": float(lesions.truth),
+        f"lesions_missed_{group}": float(lesions.missed),
+        f"lesions_false_positive_{group}": float(lesions.false_positive),
+    }
+
+
+def group_masks(regions: Any, convention: LabelConvention) -> np.ndarray:
+    """(G, H, W, D) masks of the convention's scored groups from binary region channels, through the label map they
+    paint (so a score is the score of the saved map)."""
+    painted = regions_to_labels(torch.as_tensor(np.asarray(regions) > 0.5), convention)[0].numpy()
+    return np.stack([np.isin(painted, sorted(values)) for _, values in convention.groups])
+
+
+def hd95_pooled(prediction: np.ndarray, truth: np.ndarray, spacing: Sequence[float]) -> float:
+    """95th percentile of both directions' surface distances pooled (brats-evaluation's HD95, not the larger of the two
+    directions' 95th percentiles as `hd95_mm`); surfaces are the voxels a 6-connected erosion removes. Neither may be
+    empty."""
+    box = _foreground_box(prediction | truth, 2)
+    prediction, truth = prediction[box], truth[box]
+    pred_surface = prediction ^ ndimage.binary_erosion(prediction, structure=_SURFACE_6)
+    true_surface = truth ^ ndimage.binary_erosion(truth, structure=_SURFACE_6)
+    to_pred = ndimage.distance_transform_edt(~pred_surface, sampling=spacing)[true_surface]
+    to_true = ndimage.distance_transform_edt(~true_surface, sampling=spacing)[pred_surface]
+    return float(np.percentile(np.hstack((to_pred, to_true)), 95))
+
+
+def matched_lesions(prediction: np.ndarray, truth: np.ndarray, spacing: Sequence[float]) -> LesionScores:
+    """brats-evaluation's lesion-wise Dice and HD95 of one group (written here: MONAI has no lesion matching).
+
+    Lesions are 26-connected components; predicted and true lesions are matched one to one so that the matched pairs'
+    Dice adds up to the most (pairs with Dice of at least `MATCHING_THRESHOLD`). The scores are the means over matched
+    pairs; misses and false positives show only in the counts. No match: Dice 0 and HD95 `HD95_EMPTY_MM` (the
+    package's infinity); nothing in either: NaN.
+    """
+    if not prediction.any() and not truth.any():
+        return LesionScores(float("nan"), float("nan"), 0, 0, 0)
+    box = _foreground_box(prediction | truth, 2)
+    true_lesions, num_true = ndimage.label(truth[box], structure=_CONNECTIVITY_26)
+    pred_lesions, num_pred = ndimage.label(prediction[box], structure=_CONNECTIVITY_26)
+    pairs: list[tuple[int, int, float]] = []
+    if num_true and num_pred:
+        both = (true_lesions > 0) & (pred_lesions > 0)
+        codes, shared = np.unique(true_lesions[both].astype(np.int64) * (num_pred + 1) + pred_lesions[both],
+                                  return_counts=True)  # fmt: skip
+        true_sizes, pred_sizes = np.bincount(true_lesions.ravel()), np.bincount(pred_lesions.ravel())
+        cost = np.full((num_true, num_pred), 1.0 + MATCHING_THRESHOLD)
+        for code, count in zip(codes.tolist(), shared.tolist(), strict=True):
+            t, p = divmod(code, num_pred + 1)
+            dice = 2.0 * count / (true_sizes[t] + pred_sizes[p])
+            if dice >= MATCHING_THRESHOLD:
+                cost[t - 1, p - 1] = 1.0 - dice
+        rows, columns = linear_sum_assignment(cost)
+        pairs = [(r + 1, c + 1, 1.0 - cost[r, c]) for r, c in zip(rows, columns, strict=True) if cost[r, c] < 1.0]
+    if not pairs:
+        return LesionScores(0.0, HD95_EMPTY_MM, num_true, num_true, num_pred)
+    hd95 = [hd95_pooled(pred_lesions == p, true_lesions == t, spacing) for t, p, _ in pairs]
+    return LesionScores(
+        dice=float(np.mean([dice for _, _, dice in pairs])),
+        hd95=float(np.mean(hd95)),
+        truth=num_true,
+        missed=num_true - len(pairs),
+        false_positive=num_pred - len(pairs),
+    )
+
+
+def _evaluation_metrics(
+    prediction: np.ndarray, truth: np.ndarray, groups: Sequence[str], spacing: list[float]
+) -> dict[str, float]:
+    """The columns of (G, H, W, D) group masks scored as brats-evaluation scores them (IoU, sensitivity and
+    specificity, which it does not report, by the BraTS 2023 rules)."""
+    overlap = _overlap_scores(prediction, truth)
+    row: dict[str, float] = {}
+    for index, group in enumerate(groups):
+        pred, true = prediction[index], truth[index]
+        row |= {f"{name}_{group}": float(overlap[name][index]) for name in overlap}
+        if not pred.any() and not true.any():
+            row[f"dice_{group}"] = row[f"hd95_{group}"] = float("nan")
+        elif not (pred & true).any():
+            row[f"hd95_{group}"] = HD95_EMPTY_MM  # its edge case: no overlap scores infinity, reported as 373
+        else:
+            row[f"hd95_{group}"] = hd95_pooled(pred, true, spacing)
+        row |= _lesion_columns(matched_lesions(pred, true, spacing), group)
+    return {column: row[column] for name in _SCORES + _COUNTS for column in (f"{name}_{g}" for g in groups)}
+
+
+def case_metrics(
+    prediction: Any,
+    truth: Any,
+    convention: LabelConvention,
+    spacing: Sequence[float],
+    dilation_iterations: int = DILATION_ITERATIONS,
+    min_lesion_voxels: int = 0,
+) -> dict[str, float]:
+    """All `metric_columns(convention)` of one case from binary region channels (R, H, W, D) and the spacing in mm,
+    scored as the convention's challenge scores them; the dilation and minimum lesion size are the 2023 scripts'."""
+    prediction, truth = group_masks(prediction, convention), group_masks(truth, convention)
+    spacing = _checked_spacing(prediction, truth, spacing)
+    if convention.scoring == BRATS_EVALUATION:
+        return _evaluation_metrics(prediction, truth, convention.group_names, spacing)
+    return _lesion_wise_2023_metrics(
+        prediction, truth, convention.group_names, spacing, dilation_iterations, min_lesion_voxels
+    )
 
 
 def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """Mean, median and (population) standard deviation of every numeric column over the cases; text is skipped."""
+    """Mean, median and (population) standard deviation of every numeric column over the cases; text is skipped.
+
+    NaN (nothing to score in that case) is left out, as the brats-evaluation parser's means leave it out; a column
+    with nothing to score in any case gets null.
+    """
     columns = [key for key, value in rows[0].items() if _is_number(value)] if rows else []
     metrics = {}
     for column in columns:
         values = np.array([float(row[column]) for row in rows], dtype=np.float64)
+        scored = values[~np.isnan(values)]
         metrics[column] = {
-            "mean": float(np.nanmean(values)),
-            "median": float(np.nanmedian(values)),
-            "std": float(np.nanstd(values)),
+            "mean": float(scored.mean()) if scored.size else None,
+            "median": float(np.median(scored)) if scored.size else None,
+            "std": float(scored.std()) if scored.size else None,
         }
     return {"cases": len(rows), "metrics": metrics}
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -11,13 +12,16 @@ from scripts.atomic import atomic_write
 from scripts.metrics import METRIC_COLUMNS
 
 
-def write_case_metrics(output_dir: Path, rows: list[dict[str, Any]], summary: dict[str, Any]) -> None:
-    """`metrics.csv` (case_id, then `metrics.METRIC_COLUMNS` with 6 decimals) and `summary.json`, each atomically."""
+def write_case_metrics(
+    output_dir: Path, rows: list[dict[str, Any]], summary: dict[str, Any], columns: Sequence[str] = METRIC_COLUMNS
+) -> None:
+    """`metrics.csv` (case_id, then `columns`, by default `metrics.METRIC_COLUMNS`, with 6 decimals) and
+    `summary.json`, each atomically."""
     output_dir.mkdir(parents=True, exist_ok=True)
     with atomic_write(output_dir / "metrics.csv", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["case_id", *METRIC_COLUMNS])
+        writer.writerow(["case_id", *columns])
         for row in rows:
-            writer.writerow([row["case_id"], *(f"{row[c]:.6f}" for c in METRIC_COLUMNS)])
+            writer.writerow([row["case_id"], *(f"{row[c]:.6f}" for c in columns)])
     with atomic_write(output_dir / "summary.json") as f:
         f.write(json.dumps(summary, indent=4) + "\n")

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
+from scripts.case_metrics import CaseMetricsWriter
 from scripts.cases import discover
 from scripts.labels import (
     BRATS_EVALUATION,
@@ -15,10 +18,20 @@ from scripts.labels import (
     check_convention,
     get_convention,
     labels_to_regions,
+    nest_regions,
     painted_convention,
     regions_to_labels,
 )
 from scripts.layouts import LAYOUTS, DatasetLayoutError, layout_of_file
+from scripts.metrics import (
+    METRIC_COLUMNS,
+    case_metrics,
+    hd95_pooled,
+    lesion_wise,
+    matched_lesions,
+    metric_columns,
+    region_metrics,
+)
 
 # label value -> the regions holding it, in the convention's channel order; written out by hand from the tasks' docs
 # (notes/brats_tasks.md): BraTS 2024 GLI and MET keep the resection cavity outside the whole tumour; PED's 1 is ET.
@@ -137,3 +150,59 @@ def test_a_folder_mixing_tasks_is_refused(tmp_path: Path) -> None:
     _touch_case(tmp_path, "BraTS-MET-00001-000")
     with pytest.raises(DatasetLayoutError, match="mixes BraTS brain metastases .* and BraTS paediatric tumours"):
         discover(tmp_path)
+
+
+# --- scoring: each task as its challenge scores it (bench/brats_eval checks these against brats-evaluation itself) ---
+
+
+def test_the_2021_2023_numbers_are_unchanged() -> None:
+    """The old conventions score their painted groups exactly as `region_metrics` scores the TC/WT/ET channels."""
+    rng = np.random.default_rng(4)
+    label = torch.as_tensor(rng.choice([0, 0, 0, 1, 2, 4], size=(24, 24, 16)))
+    truth = labels_to_regions(label, CONVENTIONS["brats2021"])
+    pred = nest_regions(torch.as_tensor(rng.integers(0, 2, size=(3, 24, 24, 16)), dtype=torch.float32))
+    for name in ("brats2021", "msd"):
+        ours = case_metrics(pred.numpy(), truth.numpy(), CONVENTIONS[name], (1.0, 2.0, 1.0))
+        assert list(ours) == METRIC_COLUMNS == metric_columns(CONVENTIONS[name])
+        assert ours == region_metrics(pred.numpy(), truth.numpy(), (1.0, 2.0, 1.0))
+
+
+def test_lesions_are_matched_one_to_one_and_averaged_over_matches() -> None:
+    """Two true lesions, one found exactly, one missed, one false positive: lesion Dice 1 (the mean over matched
+    pairs; misses and false positives only in the counts), unlike the 2023 scripts (which average them in as 0)."""
+    truth, pred = np.zeros((20, 20, 20), bool), np.zeros((20, 20, 20), bool)
+    truth[2:5, 2:5, 2:5] = truth[12:15, 12:15, 12:15] = True
+    pred[2:5, 2:5, 2:5] = pred[2:4, 14:17, 2:4] = True
+    scores = matched_lesions(pred, truth, (1.0, 1.0, 1.0))
+    assert (scores.dice, scores.hd95, scores.truth, scores.missed, scores.false_positive) == (1.0, 0.0, 2, 1, 1)
+    assert lesion_wise(pred, truth, (1.0, 1.0, 1.0), dilation_iterations=0).dice == pytest.approx(1 / 3)
+    assert np.isnan(matched_lesions(pred & False, truth & False, (1.0, 1.0, 1.0)).dice)
+    nothing = matched_lesions(pred & False, truth, (1.0, 1.0, 1.0))
+    assert (nothing.dice, nothing.hd95, nothing.missed) == (0.0, 373.0, 2)
+
+
+def test_hd95_pools_both_surfaces() -> None:
+    """Truth voxels at z=0 and z=10, the prediction only the first: distances 0, 10 (truth) and 0 (prediction);
+    the 95th percentile of the three pooled is 9.0, where the larger directional 95th percentile would be 9.5."""
+    truth, pred = np.zeros((3, 3, 12), bool), np.zeros((3, 3, 12), bool)
+    truth[1, 1, 0] = truth[1, 1, 10] = pred[1, 1, 0] = True
+    assert hd95_pooled(pred, truth, (1.0, 1.0, 1.0)) == pytest.approx(9.0)
+
+
+def test_a_post_treatment_case_is_scored_on_its_six_groups(tmp_path: Path) -> None:
+    """metrics.csv and summary.json of a BraTS 2024 GLI evaluation: the official groups, NaN where both are empty."""
+    gli = CONVENTIONS["brats2024"]
+    label = torch.zeros((1, 16, 16, 16), dtype=torch.int64)
+    label[0, 2:10, 2:10, 2:10], label[0, 4:8, 4:8, 4:8], label[0, 12:15, 12:15, 12:15] = 2, 3, 4  # no NETC
+    regions = labels_to_regions(label, gli)
+    writer = CaseMetricsWriter(str(tmp_path), convention=gli, num_pictures=1)
+    row = writer.add_case({"pred": regions, "label": regions, "image": torch.ones((4, 16, 16, 16))})
+    assert [c for c in row if c.startswith("dice_")] == [f"dice_{g}" for g in ("et", "netc", "snfh", "rc", "tc", "wt")]
+    assert row["dice_rc"] == row["lesion_dice_rc"] == 1.0 and np.isnan(row["dice_netc"])
+    engine = SimpleNamespace(state=SimpleNamespace())
+    writer.write(engine)
+    header = (tmp_path / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert header == ["case_id", *metric_columns(gli)] and "lesions_false_positive_rc" in header
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert (summary["label_convention"], summary["scoring"]) == ("brats2024", BRATS_EVALUATION)
+    assert list((tmp_path / "pictures").glob("*.png"))  # the pictures paint the cavity too
