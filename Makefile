@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 TORCH_PIN := torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: install deploy-install demo test zoo-check package bench brats-eval-bench lint format sync-hooks clean
+.PHONY: install deploy-install label-install demo test zoo-check package bench brats-eval-bench lint format sync-hooks clean
 
 install: $(STAMP)
 
@@ -31,10 +31,24 @@ $(DEPLOY_STAMP): deploy/requirements.txt
 	$(DEPLOY_PY) -m pip install --quiet -r deploy/requirements.txt
 	touch $(DEPLOY_STAMP)
 
+# MONAI Label's environment (label/README.md): monailabel 0.8.5 with its torch/torchvision pair and pydicom<3, every
+# package pinned in label/requirements.txt and installed without pip's resolver (monailabel declares sam2, unused).
+LABEL_VENV := label/.venv
+LABEL_PY := $(LABEL_VENV)/bin/python
+LABEL_STAMP := $(LABEL_VENV)/.installed
+
+label-install: $(LABEL_STAMP)
+
+$(LABEL_STAMP): label/requirements.txt
+	$(PYTHON) -m venv $(LABEL_VENV)
+	$(LABEL_PY) -m pip install --quiet --upgrade pip
+	$(LABEL_PY) -m pip install --quiet --no-deps -r label/requirements.txt
+	touch $(LABEL_STAMP)
+
 demo: install
 	bash swin_brats_bundle/scripts/demo.sh
 
-LINTED := $(wildcard swin_brats_bundle classification_bundle tests ci bench deploy)
+LINTED := $(wildcard swin_brats_bundle classification_bundle tests ci bench deploy label)
 
 # Model-zoo checks of both bundles (ci/README.md lists them); BASE_REF=origin/main also requires a version bump of
 # every bundle whose files differ from that ref.
@@ -45,11 +59,12 @@ OUT ?= dist
 # Both bundle suites in one pytest session (tests/conftest.py; the classifier's tests swap in its own `scripts`
 # package), spread over TEST_WORKERS processes a file at a time (pytest-xdist): most tests wait on single-threaded
 # process start-up, so two workers on 2 cores finish sooner than one; TEST_WORKERS=0 runs it in one process.
-# tests/deploy runs in the app's environment, its `run inference` reference in .venv.
+# tests/deploy and tests/label run in their apps' environments, their `run inference` references in .venv.
 TEST_WORKERS ?= 2
-test: lint zoo-check deploy-install
+test: lint zoo-check deploy-install label-install
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 	@echo "== pytest tests/deploy"; $(DEPLOY_PY) -m pytest tests/deploy
+	@echo "== pytest tests/label"; $(LABEL_PY) -m pytest tests/label
 
 zoo-check: install
 	$(PY) ci/check_bundle.py $(BUNDLES) $(if $(BASE_REF),--base-ref $(BASE_REF))

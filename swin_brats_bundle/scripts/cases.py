@@ -1,4 +1,5 @@
-"""Find the cases on disk in any layout of `layouts.LAYOUTS` and list them as a datalist with folds."""
+"""Find the cases on disk in any layout of `layouts.LAYOUTS` (or a plain folder of 4D files) and list them as a
+datalist with folds; find the case of one image file (`discover_case`: MONAI Label sends one file per request)."""
 
 from __future__ import annotations
 
@@ -6,12 +7,15 @@ import re
 from pathlib import Path
 from typing import Any
 
+import nibabel as nib
+
 from scripts.folds import assign_folds
 from scripts.labels import auto_convention
 from scripts.layouts import (
     CASE_FOLDER_LAYOUTS,
     CHANNELS,
     DECATHLON_DESCRIPTION,
+    IDENTITY_CHANNEL_INDICES,
     LAYOUTS,
     NIFTI_SUFFIXES,
     TEST_IMAGES,
@@ -19,6 +23,7 @@ from scripts.layouts import (
     TRAINING_LABELS,
     DatasetLayoutError,
     layout_of_case,
+    layout_of_file,
     strip_nifti_suffix,
 )
 
@@ -96,6 +101,24 @@ def _discover_decathlon(dataset_dir: Path) -> tuple[list[dict], list[dict]]:
     return training, testing
 
 
+def _is_four_dimensional(path: Path) -> bool:
+    try:
+        return len(nib.load(path).shape) == 4
+    except Exception:  # an unreadable file is not evidence of a 4D folder
+        return False
+
+
+def _discover_four_channel_files(root: Path) -> list[dict]:
+    """Cases of a plain folder of 4D files (x, y, z, 4), FLAIR, T1ce, T1, T2 (`four_channel_image.py`), one per case;
+    [] unless one top-level file is 4D. Every top-level NIfTI file is listed: the preflight names a 3D one."""
+    if not root.is_dir():
+        return []
+    files = sorted(p for p in root.iterdir() if p.name.endswith(NIFTI_SUFFIXES) and not p.name.startswith("._"))
+    if not any(_is_four_dimensional(p) for p in files):
+        return []
+    return [{"case_id": strip_nifti_suffix(p.name), "image": str(p)} for p in files]
+
+
 def detect_layout(dataset_dir: str | Path) -> str:
     """Name the layout of `dataset_dir` (a key of `LAYOUTS`); raise if none or several match."""
     root = Path(dataset_dir)
@@ -109,7 +132,9 @@ def detect_layout(dataset_dir: str | Path) -> str:
         raise DatasetLayoutError(f"{root} mixes {titles} file names; keep one layout per folder.")
     if not found:
         examples = [layout.example() for layout in LAYOUTS.values()]
-        raise DatasetLayoutError(f"No cases found in {root}. Expected {', '.join(examples[:-1])} or {examples[-1]}.")
+        raise DatasetLayoutError(
+            f"No cases found in {root}. Expected {', '.join(examples)} or 4D files (x, y, z, 4: {', '.join(CHANNELS)})."
+        )
     return found[0]
 
 
@@ -122,18 +147,51 @@ def discover(
     with the missing file's expected path instead, for `scripts.preflight` to report with the other broken cases.
     """
     root = Path(dataset_dir).resolve()
-    layout = detect_layout(root)
+    try:
+        layout = detect_layout(root)
+    except DatasetLayoutError:
+        if not (testing := _discover_four_channel_files(root)):
+            raise
+        return _datalist(None, [], testing, num_folds, seed)
     if LAYOUTS[layout].four_dimensional:
         training, testing = _discover_decathlon(root)
     else:
         training, testing = _discover_case_folders(root, layout, allow_incomplete)
+    return _datalist(layout, training, testing, num_folds, seed)
+
+
+def _datalist(layout: str | None, training: list, testing: list, num_folds: int, seed: int) -> dict[str, Any]:
+    """The datalist of cases found in `layout` (None: 4D files in network channel order, no known convention)."""
     return {
         "layout": layout,
         "label_convention": auto_convention(layout).name,
         "channels": list(CHANNELS),
-        "channel_indices": list(LAYOUTS[layout].channel_indices),
+        "channel_indices": list(LAYOUTS[layout].channel_indices if layout else IDENTITY_CHANNEL_INDICES),
         "num_folds": num_folds,
         "seed": seed,
         "training": assign_folds(training, num_folds, seed),
         "testing": testing,
     }
+
+
+def discover_case(image: str | Path) -> dict[str, Any]:
+    """The datalist of the one case `image` belongs to: a sequence file of a case folder (its four files, those
+    missing listed by their expected names), a Decathlon 4D file (its label too) or a lone 4D file."""
+    path = Path(image).resolve()
+    if not path.is_file():
+        raise DatasetLayoutError(f"{image} does not exist or is not a file.")
+    layout = layout_of_file(path)
+    if layout is None or LAYOUTS[layout].four_dimensional:
+        case = {"case_id": strip_nifti_suffix(path.name), "image": str(path)}
+        label = path.parent.parent / TRAINING_LABELS / path.name
+        training = [{**case, "label": str(label)}] if layout and label.is_file() else []
+        return _datalist(layout, training, [] if training else [case], 1, 0)
+    spec, stem = LAYOUTS[layout], strip_nifti_suffix(path.name)
+    case_id = next(
+        stem[: -len(end)]
+        for end in (f"{spec.separator}{p}" for p in (*spec.suffixes, spec.label))
+        if stem.endswith(end)
+    )
+    training, testing = _discover_case_folders(path.parent, layout, allow_incomplete=True)
+    found = [c for c in training + testing if c["case_id"] == case_id and Path(c["image"][0]).parent == path.parent]
+    return _datalist(layout, [c for c in found if "label" in c], [c for c in found if "label" not in c], 1, 0)
