@@ -3,19 +3,21 @@ them (MSD's 4D files and a plain folder of 4D files too), and every tissue's dis
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import nibabel as nib
 import pytest
-from conftest import BUNDLE, synthetic
+from conftest import BUNDLE, MODEL_SETTINGS, synthetic
 from lib.bundle import bundle_scripts, served
 from lib.datastore import BratsDatastore
-from lib.infer import CaseFilesd
+from lib.infer import BratsInferTask, CaseFilesd
 from pydicom.sr._concepts_dict import concepts
 from scripts.four_channel_image import four_channel_image
 from scripts.labels import CONVENTIONS, TISSUE_NAMES
 from scripts.layouts import LAYOUTS
 from scripts.segments import CATEGORY, SEGMENTS, convention_segments
+from served_bundle import serve_bundle
 
 MSD = LAYOUTS["msd"]
 
@@ -90,3 +92,25 @@ def test_every_tissue_has_a_colour_and_a_dicom_code() -> None:
         assert list(segments) == sorted(convention.labels), name
         colors = [segment.color for _, segment in segments.values()]
         assert len(set(colors)) == len(colors), f"{name}: two tissues share a colour"
+
+
+def test_inference_options_reach_the_bundle_config(bundle, tmp_path: Path) -> None:
+    """flip_tta and sw_overlap set inference.json's keys per request; fold_ensemble, offered once fold models exist,
+    serves the bundle's own ensemble of them (inference_ensemble.json)."""
+    served = serve_bundle(tmp_path, MODEL_SETTINGS)
+    task = BratsInferTask(str(served), {}, bundle, CONVENTIONS["brats2021"])
+    assert "fold_ensemble" not in task.config()
+    request = {**task.config(), "flip_tta": True, "sw_overlap": 0.25, "device": "cpu"}
+    task.pre_transforms(request)
+    inferer = task.inferer(request)
+    assert inferer.flip_tta is True and inferer.overlap == 0.25
+    task.pre_transforms({**request, "flip_tta": "false"})
+    assert task.inferer(request).flip_tta is False
+    for fold in (0, 1):
+        (served / "models" / f"fold{fold}").mkdir()
+        shutil.copy(served / "models" / "model.pt", served / "models" / f"fold{fold}" / "model.pt")
+    task = BratsInferTask(str(served), {}, bundle, CONVENTIONS["brats2021"])
+    assert task.config()["fold_ensemble"] is False
+    ensemble = task._get_network("cpu", {**task.config(), "fold_ensemble": True})  # as a request merges them
+    assert type(ensemble).__name__ == "FoldEnsemble" and len(ensemble.members) == 2  # the bundle's class
+    assert type(task._get_network("cpu", task.config())).__name__ == "SwinUNETR"
