@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import functools
 import gc
 import json
 import math
@@ -561,16 +562,21 @@ def inference_variants(names: list[str]) -> dict[str, dict]:
 
 
 def loader_measurement(data: Path, work: Path, settings: dict) -> dict:
-    """bench/swin_brats/training.py's `measure` for both pipelines: waits for data per iteration with a short step."""
-    cpu_benchmarks()
-    from training import measure
+    """bench/swin_brats/training.py's `measure` for both pipelines: waits for data per iteration with a short step.
 
+    Its train.json workflow runs `initialize`, whose version check would refuse the GPU machine (another torch, no
+    mlflow or fire, which nothing here uses): the workflow that `measure` builds gets `check_versions` False.
+    """
+    cpu_benchmarks()
+    import training
+
+    training.ConfigWorkflow = functools.partial(ConfigWorkflow, check_versions=False)
     args = argparse.Namespace(num_cases=settings["train_cases"], epochs=settings["loader_epochs"],
                               feature_size=settings["loader_feature_size"], roi=settings["loader_roi"],
                               num_workers=settings["loader_workers"])  # fmt: skip
     result: dict = {"settings": vars(args)}
     for pipeline in ("reference", "bundle"):
-        result[pipeline] = measure(pipeline, data, work / "loader", args)
+        result[pipeline] = training.measure(pipeline, data, work / "loader", args)
     reference, bundle = result["reference"], result["bundle"]
     result["data_wait_ratio_reference_over_bundle"] = round(
         reference["data_wait_s_per_iteration_after_first"] / max(bundle["data_wait_s_per_iteration_after_first"], 1e-6),
@@ -725,6 +731,7 @@ def main(argv: list[str] | None = None) -> int:
     recorder.guard.cancel()
     if temporary:
         shutil.rmtree(work, ignore_errors=True)
+    print(f"summary: {json.dumps(result['summary'], indent=1)}")  # the headline numbers, also in a log's tail
     print(f"gpu_bench: {result['status']} in {time.monotonic() - start:.0f} s; {recorder.path}", flush=True)
     return 0 if result["status"] == "complete" else 1
 
