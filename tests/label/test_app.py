@@ -38,9 +38,9 @@ def served_cases(dataset_info: dict) -> list[dict]:
     return served(BUNDLE, "case_screen#cases", dataset_info)
 
 
-def datastore(studies: Path, bundle, convention: str) -> BratsDatastore:
+def datastore(studies: Path, bundle, convention: str, sequence: str = "FLAIR") -> BratsDatastore:
     labels = {name: value for value, name in CONVENTIONS[convention].labels.items()}
-    return BratsDatastore(str(studies), bundle, labels, auto_reload=False)
+    return BratsDatastore(str(studies), bundle, labels, sequence=sequence, auto_reload=False)
 
 
 def test_msd_cases_are_listed_once_as_their_4d_files(msd: Path, bundle) -> None:
@@ -65,13 +65,28 @@ def test_a_folder_of_4d_files_is_listed_in_network_order(msd: Path, bundle, tmp_
     assert item["channel_indices"] == [0, 1, 2, 3] and item["label_convention"] == "brats2021"
 
 
-def test_a_case_missing_a_sequence_is_listed_and_refused_by_name(bundle, tmp_path: Path) -> None:
+def brats2021_names(folder: Path) -> tuple[str, str]:
+    """Two BraTS 2021 cases by their file names only (empty files): the second has no FLAIR."""
     layout = LAYOUTS["brats2021"]
     complete, incomplete = layout.case_id(0), layout.case_id(1)
-    for case, suffixes in ((complete, layout.suffixes), (incomplete, layout.suffixes[1:])):  # the second: no FLAIR
-        (tmp_path / case).mkdir()
+    for case, suffixes in ((complete, layout.suffixes), (incomplete, layout.suffixes[1:])):
+        (folder / case).mkdir(parents=True)
         for suffix in suffixes:
-            (tmp_path / case / layout.file_name(case, suffix)).write_bytes(b"")
+            (folder / case / layout.file_name(case, suffix)).write_bytes(b"")
+    return complete, incomplete
+
+
+def test_the_shown_sequence_is_a_choice(bundle, tmp_path: Path) -> None:
+    complete, _ = brats2021_names(tmp_path)
+    store = datastore(tmp_path, bundle, "brats2021", sequence="T1ce")
+    assert store.get_image_uri(complete).endswith(LAYOUTS["brats2021"].file_name(complete, "t1ce"))
+    with pytest.raises(ValueError, match="sequence 'T1c' is not one of FLAIR, T1ce, T1, T2"):
+        datastore(tmp_path, bundle, "brats2021", sequence="T1c")
+
+
+def test_a_case_missing_a_sequence_is_listed_and_refused_by_name(bundle, tmp_path: Path) -> None:
+    layout = LAYOUTS["brats2021"]
+    complete, incomplete = brats2021_names(tmp_path)
     store = datastore(tmp_path, bundle, "brats2021")
     assert sorted(store.list_images()) == [complete, incomplete]
     assert store.get_image_uri(incomplete).endswith(layout.file_name(incomplete, "t1ce"))  # shown instead
