@@ -15,7 +15,16 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 SOURCE = REPO / "swin_brats_bundle" / "scripts"
 COPIES = (REPO / "classification_bundle" / "scripts",)
-HOOKS = ("atomic.py", "checkpoint.py", "environment.py", "errors.py", "knob_rules.py", "progress.py", "tracking.py")
+HOOKS = (
+    "atomic.py",
+    "checkpoint.py",
+    "distributed.py",
+    "environment.py",
+    "errors.py",
+    "knob_rules.py",
+    "progress.py",
+    "tracking.py",
+)
 
 
 def differing() -> list[Path]:

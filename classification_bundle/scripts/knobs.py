@@ -62,6 +62,7 @@ KNOBS: dict[str, Knob] = {
     "weight_decay": number(0, tracked=True),
     "num_threads": integer(0),
     "checkpoint_interval": integer(1),
+    "dist_timeout_s": number(0, low_open=True),  # multi_gpu_train.json: how long a rank waits for a silent peer
     "pretrained_channel_reduction": choice("sum", "mean"),
     "device": anything(),
     "tracking_uri": text(),

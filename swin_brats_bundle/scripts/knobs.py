@@ -109,6 +109,7 @@ KNOBS: dict[str, Knob] = {
     "min_enhancing_mm3": number(0, tracked=True),
     "min_coreless_lesion_mm3": number(0, tracked=True),
     "checkpoint_interval": integer(1),
+    "dist_timeout_s": number(0, low_open=True),  # multi_gpu_train.json: how long a rank waits for a silent peer
     "num_pictures": integer(0),
     "device": anything(),
     "tracking_uri": text(),

@@ -17,6 +17,7 @@ import torch
 from conftest import BUNDLE, FP32, NO_POSTPROCESSING, TINY, run_bundle, zscore_nonzero
 from scripts.cases import discover
 from scripts.labels import CONVENTIONS
+from scripts.layouts import CHANNELS
 
 CROSS_VALIDATE = BUNDLE / "scripts" / "cross_validate.py"
 CONV = "$torch.nn.Conv3d(4, 3, 1)"  # a 1x1x1 network: every voxel's prediction depends on that voxel alone
@@ -121,14 +122,62 @@ def test_an_ensemble_of_two_models_paints_their_mean_probability(make_dataset, t
         assert (single_a != (mean >= 0.5).numpy()).any()  # and differs from either model alone
 
 
-def test_evaluating_an_ensemble_writes_its_metrics(make_dataset, tmp_path: Path) -> None:
+def _dice(prediction: np.ndarray, truth: np.ndarray) -> float:
+    """Dice of two masks; 1 when both are empty (BraTS scores an empty region predicted empty as right)."""
+    total = prediction.sum() + truth.sum()
+    return 1.0 if total == 0 else 2.0 * float((prediction & truth).sum()) / float(total)
+
+
+def _one_channel_checkpoint(folder: Path, channel: str) -> Path:
+    """A 1x1x1 network that calls every region where `channel`'s z-score passes 1.5: a member with a view of its own."""
+    network = torch.nn.Conv3d(4, 3, 1)
+    with torch.no_grad():
+        network.weight.zero_()
+        network.weight[:, CHANNELS.index(channel)] = 2.0
+        network.bias.fill_(-3.0)
+    folder.mkdir(parents=True)
+    torch.save(network.state_dict(), folder / "model.pt")
+    return folder / "model.pt"
+
+
+def test_evaluating_an_ensemble_scores_the_mean_of_its_members_probabilities(make_dataset, tmp_path: Path) -> None:
+    """metrics.csv holds the Dice of three members' averaged probabilities, recomputed here from the case's files."""
     data = make_dataset("brats2021")
-    checkpoints = [str(_conv_checkpoint(tmp_path / name, seed)) for name, seed in (("a", 1), ("b", 2))]
+    checkpoints = [_one_channel_checkpoint(tmp_path / channel, channel) for channel in ("FLAIR", "T1ce", "T2")]
     configs = "['configs/train.json','configs/evaluate.json','configs/inference_ensemble.json']"
     run_bundle("--config_file", configs, "--dataset_dir", str(data), "--num_folds", "3", "--network_def", CONV,
-               "--checkpoints", json.dumps(checkpoints), "--output_dir", str(tmp_path / "eval"), "--num_pictures", "0",
-               *TINY)  # fmt: skip
+               "--checkpoints", json.dumps([str(c) for c in checkpoints]), "--output_dir", str(tmp_path / "eval"),
+               "--num_pictures", "0", *NO_POSTPROCESSING, *FP32, *TINY)  # fmt: skip
     with open(tmp_path / "eval" / "metrics.csv", newline="") as f:
         rows = list(csv.DictReader(f))
-    assert len(rows) == 1 and 0.0 <= float(rows[0]["dice_wt"]) <= 1.0
+    assert len(rows) == 1
     assert (tmp_path / "eval" / "predictions" / f"{rows[0]['case_id']}.nii.gz").is_file()
+
+    # the same case by hand: z-scored channels, each member's sigmoid, their mean, a plain 0.5 threshold (the knobs
+    # above make the post-processing neutral) inside the brain's box, the regions nested as a painted map nests them
+    (case,) = [c for c in discover(data)["training"] if c["case_id"] == rows[0]["case_id"]]
+    image = np.stack([zscore_nonzero(np.asarray(nib.load(path).dataobj)) for path in case["image"]])
+    probabilities = []
+    for checkpoint in checkpoints:
+        member = torch.nn.Conv3d(4, 3, 1)
+        member.load_state_dict(torch.load(checkpoint, weights_only=True))
+        with torch.no_grad():
+            probabilities.append(torch.sigmoid(member(torch.as_tensor(image[None], dtype=torch.float32)))[0].numpy())
+    box = np.zeros(image.shape[1:], bool)  # the inferer predicts no tumour outside the brain's bounding box
+    box[tuple(slice(int(i.min()), int(i.max()) + 1) for i in np.nonzero((image != 0).any(0)))] = True
+
+    def regions(probability: np.ndarray) -> dict[str, np.ndarray]:
+        tc, wt, et = (probability >= 0.5) & box
+        return {"tc": tc | et, "wt": wt | tc | et, "et": et}
+
+    label = np.asarray(nib.load(case["label"]).dataobj)  # BraTS 2021: 1 necrotic core, 2 edema, 4 enhancing
+    truth = {"tc": np.isin(label, (1, 4)), "wt": label > 0, "et": label == 4}
+    mean = sum(probabilities) / len(probabilities)  # of probabilities: with three members, not the mean logit's
+    expected, first_only = regions(mean), regions(probabilities[0])
+    ties = int((np.abs(mean - 0.5) < 1e-6).sum())  # voxels that float rounding may put on either side
+    for region in truth:
+        dice = _dice(expected[region], truth[region])
+        tolerance = 1e-6 + 2 * ties / (expected[region].sum() + truth[region].sum())
+        assert float(rows[0][f"dice_{region}"]) == pytest.approx(dice, abs=tolerance), (region, ties)
+    # the members disagree: the ensemble's Dice is neither member's (here, the first one's), by far more than that
+    assert max(abs(_dice(expected[r], truth[r]) - _dice(first_only[r], truth[r])) for r in truth) > 0.05

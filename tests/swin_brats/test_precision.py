@@ -3,6 +3,7 @@ unsupported, CUDA AMP only on CUDA; training in bf16 only with `cpu_bf16_trainin
 
 from __future__ import annotations
 
+import pytest
 import torch
 from conftest import BUNDLE
 from monai.bundle import ConfigParser
@@ -60,17 +61,32 @@ def _parsed(config: str, **overrides) -> ConfigParser:
     return parser
 
 
-def test_configs_wire_the_switch_into_validation_and_inference() -> None:
-    expected = "cpu_bf16" if cpu_bf16_supported() else "fp32"
+def _fake_native_bf16(monkeypatch: pytest.MonkeyPatch, present: bool) -> None:
+    """Make `cpu_bf16_supported` find AVX512-BF16/AMX (or not), whatever this CPU has: the bf16 path runs on any CPU
+    (more slowly where the CPU has no bf16 instructions)."""
+    for check in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
+        monkeypatch.setattr(torch.cpu, check, lambda: present, raising=False)
+
+
+@pytest.mark.parametrize("native_bf16", [True, False], ids=["bf16_cpu", "plain_cpu"])
+def test_configs_wire_the_switch_into_validation_and_inference(monkeypatch, native_bf16: bool) -> None:
+    """The configured inferer runs a probe network in bf16 exactly when `amp` is on and the CPU has native bf16."""
+    _fake_native_bf16(monkeypatch, native_bf16)
+    assert cpu_bf16_supported() is native_bf16
+    image = torch.randn(1, 4, 40, 40, 40)
     for config, inferer in (("inference.json", "inferer"), ("train.json", "validate#inferer")):
-        on = _parsed(config)
-        assert on.get_parsed_content("precision") == expected
-        assert on.get_parsed_content(inferer).cpu_bf16 is (expected == "cpu_bf16")
-        off = _parsed(config, amp=False)
-        assert off.get_parsed_content("precision") == "fp32" and off.get_parsed_content(inferer).cpu_bf16 is False
+        for amp in (True, False):
+            bf16 = amp and native_bf16
+            parser = _parsed(config, amp=amp, roi_size=[32, 32, 32])
+            assert parser.get_parsed_content("precision") == ("cpu_bf16" if bf16 else "fp32"), (config, amp)
+            probe = DtypeProbe()
+            logits = parser.get_parsed_content(inferer)(image, probe)
+            assert set(probe.seen) == {torch.bfloat16 if bf16 else torch.float32}, (config, amp)
+            assert logits.dtype == torch.float32
 
 
-def test_cpu_bf16_training_wraps_the_forward_and_keeps_the_state_dict() -> None:
+def test_cpu_bf16_training_wraps_the_forward_and_keeps_the_state_dict(monkeypatch) -> None:
+    _fake_native_bf16(monkeypatch, True)
     probe = DtypeProbe()
     keys = list(probe.state_dict())
     assert cpu_bf16_forward(probe, enabled=False)(torch.randn(1, 4, 8, 8, 8)).dtype == torch.float32
@@ -78,9 +94,16 @@ def test_cpu_bf16_training_wraps_the_forward_and_keeps_the_state_dict() -> None:
     wrapped = cpu_bf16_forward(probe, enabled=True)
     out = wrapped(torch.randn(1, 4, 8, 8, 8))
     assert out.dtype == torch.float32 and list(wrapped.state_dict()) == keys
-    assert probe.seen[-1] == (torch.bfloat16 if cpu_bf16_supported() else torch.float32)
+    assert probe.seen[-1] == torch.bfloat16
     out.sum().backward()  # gradients flow through the autocast region into fp32 weights
     assert probe.conv.weight.grad is not None and probe.conv.weight.grad.dtype == torch.float32
-    parser = _parsed("train.json", cpu_bf16_training=True, feature_size=12)
-    network = parser.get_parsed_content("network")
-    assert type(network).__name__ == "SwinUNETR" and ("forward" in vars(network)) is cpu_bf16_supported()
+    # the configured switch runs the network's forward in the autocast region: its output in bf16, the result in float32
+    # (a 1x1x1 convolution stands in for Swin UNETR, whose bf16 forward a CPU without bf16 instructions emulates slowly)
+    conv = "$torch.nn.Sequential(torch.nn.Conv3d(4, 3, 1))"
+    network = _parsed("train.json", cpu_bf16_training=True, network_def=conv).get_parsed_content("network")
+    seen: list[torch.dtype] = []
+    network[0].register_forward_hook(lambda module, args, output: seen.append(output.dtype))
+    assert network(torch.randn(1, 4, 8, 8, 8)).dtype == torch.float32 and seen == [torch.bfloat16]
+    _fake_native_bf16(monkeypatch, False)  # a CPU without native bf16: the switch leaves the network as it is
+    plain = _parsed("train.json", cpu_bf16_training=True, network_def=conv).get_parsed_content("network")
+    assert "forward" not in vars(plain)

@@ -2,6 +2,7 @@
 launchers as two nodes (seeded determinism: test_datasets.py)."""
 
 import contextlib
+import csv
 import json
 import os
 import re
@@ -18,9 +19,11 @@ import pytest
 import torch
 from conftest import BUNDLE, TINY, run_bundle
 from ignite.engine import Engine
+from monai.bundle import ConfigWorkflow
 from monai.data import NibabelWriter
 from monai.networks.nets import SwinUNETR
 from scripts.checkpoint import TRAINING_CHECKPOINT, resume_training, save_atomic
+from scripts.distributed import PeerLoss
 from scripts.errors import InputError
 from scripts.writer import PredictionWriter
 
@@ -55,6 +58,15 @@ def _train_command(data: Path, ckpt: Path, epochs: int, *extra: str) -> list[str
 
 DDP_ENV = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
 MULTI_GPU = "['configs/train.json','configs/multi_gpu_train.json']"
+# Two nodes: PyTorch's own output initialisation (`output_bias_prior` 0) paints part of every brain from the start, so
+# each validation case scores a Dice of its own (not 0 for all, which would hide a broken gathering); a peer that goes
+# silent is given up after DIST_TIMEOUT_S (the shortest wait that the ranks' own imbalance never reaches here).
+DIST_TIMEOUT_S = 30
+TWO_NODES = (*TINY, "--output_bias_prior", "0", "--dist_timeout_s", str(DIST_TIMEOUT_S))
+LOST_PEER = re.compile(
+    rf"error: rank [01] of 2 lost its peer ranks \(.+\): a node died, or did not answer within "
+    rf"dist_timeout_s={DIST_TIMEOUT_S} s; after fixing it, restart every node with --resume True"
+)
 
 
 def _free_port() -> int:
@@ -84,21 +96,30 @@ def test_each_rank_caches_a_disjoint_half_and_an_epoch_visits_every_case_once(ma
 
 
 def _node(port: int, out: Path, data: Path, log: Path, *extra: str) -> subprocess.Popen:
-    """One of two torchrun launchers of one process each, meeting at a c10d rendezvous on 127.0.0.1 (two "nodes")."""
+    """One of two torchrun launchers of one process each, meeting at a c10d rendezvous on 127.0.0.1 (two "nodes").
+
+    The worker's stderr is also kept apart from the launcher's, under `<log>.worker/` (torchrun's `--tee`)."""
     command = [sys.executable, "-m", "torch.distributed.run", "--nnodes=2", "--nproc_per_node=1",
                "--rdzv_backend=c10d", f"--rdzv_endpoint=127.0.0.1:{port}", "--rdzv_id=brats",
+               "--log-dir", str(log.with_suffix(".worker")), "--tee", "2",
                "-m", "monai.bundle", "run", "training", "--config_file", MULTI_GPU,
                "--meta_file", "configs/metadata.json", "--logging_file", "configs/logging.conf",
                "--dataset_dir", str(data), "--num_folds", "3", "--ckpt_dir", str(out / "models"),
-               "--output_dir", str(out / "train"), "--epochs", "2", "--val_interval", "2", *TINY, *extra]  # fmt: skip
+               "--output_dir", str(out / "train"), "--epochs", "2", "--val_interval", "2",
+               *TWO_NODES, *extra]  # fmt: skip
     with log.open("w") as sink:  # a file, not a pipe: a full pipe would stall the launcher while the test polls
         # LOGLEVEL INFO: the launcher logs its rendezvous, its exit barrier and why it stopped, for a failure's report
         agent_logs = {**DDP_ENV, "LOGLEVEL": "INFO"}
         return subprocess.Popen(command, cwd=BUNDLE, env=agent_logs, stdout=sink, stderr=subprocess.STDOUT)
 
 
-def _kill_node(launcher: subprocess.Popen) -> None:
-    """SIGKILL a launcher and every process under it: torchrun starts its workers in sessions of their own."""
+def _worker_stderr(log: Path) -> str:
+    """The stderr of a `_node`'s one worker, as its launcher's `--tee` kept it."""
+    return "".join(path.read_text() for path in sorted(log.with_suffix(".worker").rglob("stderr.log")))
+
+
+def _signal_node(launcher: subprocess.Popen, signum: int) -> None:
+    """Send `signum` to a launcher and every process under it: torchrun starts its workers in sessions of their own."""
     parents = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
@@ -111,7 +132,12 @@ def _kill_node(launcher: subprocess.Popen) -> None:
         frontier = {pid for pid, parent in parents.items() if parent in frontier} - doomed
     for pid in doomed:
         with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
+            os.kill(pid, signum)
+
+
+def _kill_node(launcher: subprocess.Popen) -> None:
+    """SIGKILL a launcher and every process under it."""
+    _signal_node(launcher, signal.SIGKILL)
     launcher.wait()
 
 
@@ -124,8 +150,11 @@ def _kill_run(marker: Path) -> None:
                     os.kill(int(cmdline.parent.name), signal.SIGKILL)
 
 
-def test_two_nodes_train_resume_together_after_one_is_killed_and_match_one_process(make_dataset, tmp_path) -> None:
-    """Two launchers train; one "node" is killed after epoch 1; both resume; the gathered Dice is one process's."""
+def test_two_nodes_train_resume_together_after_one_is_killed_and_match_one_process(
+    make_dataset, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two launchers train; one "node" freezes after epoch 1: the other ends by itself in one line within the
+    process-group timeout; the frozen one is killed; both resume; the gathered Dice is one process's."""
     data = make_dataset("brats2021", num_cases=6, num_unlabelled=0, seed=5)
     logs = [tmp_path / f"{name}.log" for name in ("first", "second", "first_resumed", "second_resumed")]
     port, checkpoint = _free_port(), tmp_path / "models" / TRAINING_CHECKPOINT
@@ -135,11 +164,19 @@ def test_two_nodes_train_resume_together_after_one_is_killed_and_match_one_proce
         while not checkpoint.exists() and nodes[0].poll() is None and time.monotonic() < deadline:
             time.sleep(0.5)
         assert checkpoint.exists(), logs[0].read_text()[-6000:]
-        _kill_node(nodes[1])
-        # the survivor may stop by itself (the dead node hosted the rendezvous store, or its worker saw the peer go), or
-        # wait in DDP's all-reduce until the process-group timeout: stop the whole job, as a scheduler does
+        # a node that hangs (SIGSTOP: its sockets stay open, so no "connection closed" tells the survivor): the
+        # survivor waits in its next collective for dist_timeout_s, then must end by itself, in one line
+        _signal_node(nodes[1], signal.SIGSTOP)
+        frozen = time.monotonic()
+        bound = DIST_TIMEOUT_S + 150  # + the rest of an iteration and the launcher's shutdown, on a loaded machine
         with contextlib.suppress(subprocess.TimeoutExpired):
-            nodes[0].wait(timeout=20)
+            nodes[0].wait(timeout=bound)
+        waited = time.monotonic() - frozen
+        assert nodes[0].returncode is not None, f"the survivor still runs {waited:.0f} s after its peer froze"
+        survivor = _worker_stderr(logs[0])
+        assert nodes[0].returncode != 0 and LOST_PEER.fullmatch(survivor.strip().splitlines()[-1]), survivor[-6000:]
+        assert "Traceback" not in survivor and survivor.count("error:") == 1, survivor[-6000:]
+        _kill_node(nodes[1])
         _kill_run(tmp_path)  # a launcher that failed on the lost store may leave its worker behind
         assert torch.load(checkpoint, weights_only=True)["trainer"]["epoch"] == 1
         assert not [p.name for p in checkpoint.parent.iterdir() if p.name.startswith(".")], "no half-written file"
@@ -168,13 +205,56 @@ def test_two_nodes_train_resume_together_after_one_is_killed_and_match_one_proce
     SwinUNETR(4, 3, feature_size=12).load_state_dict(torch.load(tmp_path / "models" / "model.pt", weights_only=True))
     assert not list((tmp_path / "models").rglob("*.partial*")), "temporary files of the killed run are cleaned up"
 
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # as the ranks ran: the same summation order, the same voxels
     single = run_bundle("--config_file", "['configs/train.json','configs/evaluate.json']", "--dataset_dir", str(data),
-                        "--num_folds", "3", "--ckpt_dir", str(tmp_path / "models"), *TINY,
+                        "--num_folds", "3", "--ckpt_dir", str(tmp_path / "models"), *TWO_NODES,
                         "--output_dir", str(tmp_path / "evaluation"))  # fmt: skip
     one_process = [float(v) for v in BEST_METRIC.findall(single.stdout + single.stderr)]
     assert one_process == pytest.approx(gathered[:1], abs=1e-6)
-    evaluated = (tmp_path / "evaluation" / "metrics.csv").read_text().strip().splitlines()
-    assert len(evaluated) == 1 + 2  # header + the 2 validation cases the two ranks shared
+    with open(tmp_path / "evaluation" / "metrics.csv", newline="") as f:
+        cases = [np.mean([float(row[f"dice_{r}"]) for r in ("tc", "wt", "et")]) for row in csv.DictReader(f)]
+    # the 2 validation cases the two ranks shared score above 0 and apart (about 0.006 and 0.02): a rank's case lost or
+    # counted twice in the gathering would move the mean by half their difference, thousands of times the tolerance
+    assert len(cases) == 2 and min(cases) > 0.002 and abs(cases[0] - cases[1]) > 0.005, cases
+    assert one_process[0] == pytest.approx(np.mean(cases), abs=1e-5)
+
+
+def _failing_engine(error: BaseException, debug: bool = False) -> Engine:
+    """An engine whose first iteration raises `error`, with `PeerLoss` as its one handler."""
+
+    def step(engine: Engine, batch: int) -> None:
+        raise error
+
+    engine = Engine(step)
+    PeerLoss(timeout_s=30, debug=debug).attach(engine)
+    return engine
+
+
+def test_a_lost_peer_ends_in_one_line_and_any_other_error_goes_on_unchanged() -> None:
+    gloo = RuntimeError("[../gloo/transport/tcp/pair.cc:553] Connection closed by peer [10.0.0.2]:3999")
+    wrapped = TypeError("unable to sync buffer contents")  # how MONAI's metric gathering re-raises it
+    wrapped.__cause__ = gloo
+    for error in (gloo, wrapped, torch.distributed.DistNetworkError("Connection reset by peer")):
+        with pytest.raises(SystemExit) as stopped:
+            _failing_engine(error).run([0])
+        assert re.fullmatch(
+            r"error: rank 0 of 1 lost its peer ranks \(Connection [^\n]+ --resume True", str(stopped.value)
+        )
+    with pytest.raises(InputError) as debug:  # `--debug True`: the traceback, with the collective's error as cause
+        _failing_engine(gloo, debug=True).run([0])
+    assert debug.value.__cause__ is gloo
+    # an error of the rank itself is not swallowed (a handler of EXCEPTION_RAISED replaces ignite's own re-raise)
+    with pytest.raises(ZeroDivisionError):
+        _failing_engine(ZeroDivisionError("division by zero")).run([0])
+
+
+def test_a_process_group_timeout_must_be_positive(tmp_path: Path) -> None:
+    configs = [str(BUNDLE / "configs" / name) for name in ("train.json", "multi_gpu_train.json")]
+    workflow = ConfigWorkflow(config_file=configs, workflow_type="train", bundle_root=str(BUNDLE),
+                              dataset_dir=str(tmp_path), output_dir=str(tmp_path), dist_timeout_s=0)  # fmt: skip
+    with pytest.raises(SystemExit, match=r"^error: dist_timeout_s=0 is not allowed: a number > 0$"):
+        workflow.initialize()
+    assert not torch.distributed.is_initialized()
 
 
 class CreatesAFile:

@@ -33,7 +33,7 @@ def test_the_brain_is_the_template_anatomy_on_the_brats_grid(cases) -> None:
     brain = case.images[T1] > 0
     # skull-stripped like BraTS: every modality is zero outside the same brain mask, and the brain is one piece
     assert all(np.array_equal(image > 0, brain) for image in case.images)
-    assert ndimage.label(brain)[1] >= 1 and ndimage.label(brain)[0].max() < 5
+    assert ndimage.label(brain)[1] == 1
     # ~1.2-1.6 litres of brain, as adult brains (plus CSF) are
     volume_l = brain.sum() * 27 / 1e6
     assert 1.0 < volume_l < 1.9, volume_l
@@ -65,8 +65,13 @@ def test_each_modality_has_its_own_tissue_and_tumour_contrast(cases) -> None:
 
 def test_tumours_are_nested_irregular_and_of_every_kind(cases) -> None:
     for kind, case in cases.items():
-        whole = case.edema | case.necrosis | case.enhancing
-        assert whole.any() and not (case.edema & (case.necrosis | case.enhancing)).any(), kind
+        core = case.necrosis | case.enhancing
+        assert core.any(), kind
+        # nested: edema surrounds the core, as a whole tumour grows around its core (at least 40 % of the voxels just
+        # outside the core are edema, 49-91 % in these cases; CSF, where edema does not spread, takes most of the rest)
+        ring = ndimage.binary_dilation(core) & ~core
+        share = float((ring & case.edema).sum() / ring.sum())
+        assert share > 0.4, (kind, share)
         if kind == "no_enhancing":
             assert not case.enhancing.any() and case.necrosis.any()
         else:

@@ -41,14 +41,18 @@ def test_the_average_follows_the_ema_of_the_weights_and_zero_decay_is_the_live_n
 
 
 def test_the_average_runs_its_own_weights_when_training_forward_passes_are_patched_for_bf16(monkeypatch) -> None:
-    monkeypatch.setattr("scripts.runtime.cpu_bf16_supported", lambda: True)  # patch `forward` on any CPU
+    # native bf16 faked present, so `cpu_bf16_training` patches `forward` and runs it in bf16 on any CPU
+    for check in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
+        monkeypatch.setattr(torch.cpu, check, lambda: True, raising=False)
     network = cpu_bf16_forward(torch.nn.Linear(1, 1, bias=False), enabled=True)
     assert "forward" in vars(network)
     average = WeightAverage(network, 0.9)
     with torch.no_grad():
-        network.weight.fill_(3.0)
-        average.network.weight.fill_(1.0)
-    assert average.network(torch.ones(1, 1)).item() == pytest.approx(1.0, abs=0.01)  # bf16 rounding in the live one
+        network.weight.fill_(3.003)  # bf16 keeps 8 significant bits: 3.0
+        average.network.weight.fill_(1.001)  # 1.0 in bf16
+    assert network(torch.ones(1, 1)).item() == 3.0  # the live network's patched forward: bf16
+    # the average: its own weights, through the plain forward (not the live network's, copied along with it)
+    assert average.network(torch.ones(1, 1)).item() == pytest.approx(1.001, abs=1e-6)
 
 
 @pytest.mark.parametrize("decay", [1.0, -0.1])
