@@ -693,8 +693,8 @@ def main(argv: list[str] | None = None) -> int:
         measure(("flops", f"roi_{roi}"), needs(data, lambda roi=roi: flops_for_roi(roi, train_data, settings, device)))
     batches: dict[int, dict] = {}
     for roi in settings["train_rois"] if "training" in sections else ():
-        made = measure(("training", f"roi_{roi}", "batch"), needs(data, lambda roi=roi: training_batch(
-            batches, train_data, roi, settings, device)))  # fmt: skip
+        batch = lambda roi=roi: training_batch(batches, train_data, roi, settings, device)  # noqa: E731
+        made = measure(("training", f"roi_{roi}", "batch"), needs(data, batch))
         for name in settings["train_variants"]:
             overrides = {**PRECISIONS[name.removesuffix("_checkpoint")], "use_checkpoint": name.endswith("_checkpoint")}
             cap = min(settings["variant_cap_s"], max(recorder.left(), 1.0))
@@ -705,7 +705,7 @@ def main(argv: list[str] | None = None) -> int:
                     lambda o=overrides, roi=roi, cap=cap: training_variant(
                         batches[roi], roi, o, train_data, settings, device, cap
                     ),
-                ),  # fmt: skip
+                ),
                 needs_s=5,
             )
         batches.clear()
