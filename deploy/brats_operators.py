@@ -27,7 +27,7 @@ from monai.transforms import Compose, LoadImage
 from monai.utils import MetaKeys, SpaceKeys
 from outputs import write_dicom_seg, write_label_map
 from pydicom import Dataset
-from scripts.labels import CASE_CONVENTION, UNSCANNED_CONVENTION, LabelConvention, auto_convention, get_convention
+from scripts.labels import CASE_CONVENTION, LabelConvention, auto_convention, painted_convention
 from study import CHANNELS, NiftiStudy, StudyError, select_series
 
 logger = logging.getLogger(__name__)
@@ -178,8 +178,10 @@ class BratsBundleInferenceOperator(MonaiBundleInferenceOperator):
         return processed
 
     def convention(self, detected: str | None) -> LabelConvention:
-        """The convention the bundle's RegionsToLabelsd paints for a case with `detected` (None: unscanned)."""
-        return get_convention(str(self.parser["label_convention"]), detected or UNSCANNED_CONVENTION)
+        """The convention the bundle's RegionsToLabelsd paints for a case with `detected` (None: unscanned), given the
+        convention its model was trained on (`model_convention`)."""
+        model = self.parser.get_parsed_content("model_convention")
+        return painted_convention(str(self.parser["label_convention"]), detected, model)
 
     @property
     def bundle_version(self) -> str:
@@ -210,7 +212,7 @@ class StudyWriterOperator(Operator):
         logger.info(f"wrote {path}")
         if info.reference is not None:
             convention = self.inference.convention(info.detected_convention)
-            roles = {convention.core_only: "core_only", convention.edema: "edema", convention.enhancing: "enhancing"}
             seg = self.output_folder / f"{info.case_id}_seg.dcm"
-            write_dicom_seg(frames, info.reference, convention.labels, roles, self.inference.bundle_version, seg)
+            labels, tissues = convention.labels, convention.tissues
+            write_dicom_seg(frames, info.reference, labels, tissues, self.inference.bundle_version, seg)
             logger.info(f"wrote {seg}")

@@ -13,14 +13,18 @@ from pydicom.sr.codedict import codes
 from pydicom.sr.coding import Code
 from scripts.atomic import atomic_path  # the bundle's: needs the bundle root on sys.path
 
-# SNOMED CT codes per label role (the bundle's LabelConvention fields): 6574001 Necrosis for the non-enhancing /
-# necrotic core, 79654002 Edema, 108369006 Neoplasm for the enhancing tumour; category 49755003 Morphologically
-# abnormal structure.
+# SNOMED CT codes per tissue (the bundle's `labels.TISSUE_NAMES`): 6574001 Necrosis for the non-enhancing / necrotic
+# core, 79654002 Edema for edema and FLAIR hyperintensity, 108369006 Neoplasm for the enhancing tumour, 367643001 Cyst,
+# 228791009 Gross tumor volume, and for the resection cavity (DICOM lists no cavity code) 245849007 Post-surgical
+# anatomy; category 49755003 Morphologically abnormal structure.
 CATEGORY = codes.SCT.MorphologicallyAbnormalStructure
-ROLE_CODES: dict[str, Code] = {
-    "core_only": codes.SCT.Necrosis,
-    "edema": codes.SCT.Edema,
-    "enhancing": codes.SCT.Neoplasm,
+TISSUE_CODES: dict[str, Code] = {
+    **dict.fromkeys(("NCR", "NET", "NETC"), codes.SCT.Necrosis),
+    **dict.fromkeys(("ED", "SNFH"), codes.SCT.Edema),
+    "ET": codes.SCT.Neoplasm,
+    "CC": codes.SCT.Cyst,
+    "GTV": codes.SCT.GrossTumorVolume,
+    "RC": codes.SCT.PostSurgicalAnatomy,
 }
 SEG_SERIES_DESCRIPTION = "Swin UNETR brain tumour segmentation, not for clinical use"
 
@@ -33,9 +37,9 @@ def write_label_map(label: np.ndarray, affine: np.ndarray, path: Path) -> Path:
 
 
 def segment_descriptions(
-    labels: Mapping[int, str], roles: Mapping[int, str], bundle_version: str
+    labels: Mapping[int, str], tissues: Mapping[int, str], bundle_version: str
 ) -> list[hd.seg.SegmentDescription]:
-    """Segments 1..N for the label values in ascending order, named by the convention and coded by their role."""
+    """Segments 1..N for the label values in ascending order, named by the convention and coded by their tissue."""
     algorithm = hd.AlgorithmIdentificationSequence(
         name="swin_brats_bundle", version=bundle_version, family=codes.DCM.ArtificialIntelligence
     )
@@ -44,7 +48,7 @@ def segment_descriptions(
             segment_number=number,
             segment_label=labels[value][:64],  # LO
             segmented_property_category=CATEGORY,
-            segmented_property_type=ROLE_CODES[roles[value]],
+            segmented_property_type=TISSUE_CODES[tissues[value]],
             algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
             algorithm_identification=algorithm,
         )
@@ -56,7 +60,7 @@ def write_dicom_seg(
     frames: np.ndarray,
     source_images: Sequence[Dataset],
     labels: Mapping[int, str],
-    roles: Mapping[int, str],
+    tissues: Mapping[int, str],
     bundle_version: str,
     path: Path,
 ) -> Path:
@@ -74,7 +78,7 @@ def write_dicom_seg(
         source_images=list(source_images),
         pixel_array=segment_of[frames],
         segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
-        segment_descriptions=segment_descriptions(labels, roles, bundle_version),
+        segment_descriptions=segment_descriptions(labels, tissues, bundle_version),
         series_instance_uid=hd.UID(),
         series_number=9001,
         sop_instance_uid=hd.UID(),

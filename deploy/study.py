@@ -93,7 +93,9 @@ def find_nifti_study(folder: Path) -> NiftiStudy:
                 raise StudyError(f"{folder}: {len(found)} {channel} files (*{end}.nii.gz): {_names(found)}.")
         chosen = tuple(matches[channel][0] for channel in CHANNELS)
         case_id = strip_nifti_suffix(chosen[0].name)[: -len(endings[0])]
-        return NiftiStudy(case_id=case_id, files=chosen, layout=layout)
+        from scripts.layouts import layout_of_case  # the BraTS task its case prefix names (BraTS-PED-, ...)
+
+        return NiftiStudy(case_id=case_id, files=chosen, layout=layout_of_case(layout, case_id))
     named_like = " or ".join("<case>" + "/".join(endings) for endings in layouts.values())
     raise StudyError(
         f"{folder}: {len(files)} NIfTI files but none named like {named_like}, "

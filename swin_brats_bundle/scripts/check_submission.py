@@ -1,9 +1,12 @@
 """Check a folder of label maps against its dataset before a BraTS upload: one line per problem, naming case and file.
 
 Each case of the dataset needs `<case_id>.nii.gz` (the BraTS submission name): on the grid of the case's images
-(shape, affine, qform and sform codes), stored as an integer type, holding only label values of the convention (a
-BraTS 2021 map with 4 in a BraTS 2023 folder is named as such). A NIfTI file that names no case, or a case under
-another name, is a problem; other files are listed to remove before upload. Empty maps are counted, not refused.
+(shape, affine, qform and sform codes), stored as an integer type, holding only label values of the task's convention
+(a BraTS 2021 map with 4 in a BraTS 2023 folder, or a 2024 post-treatment map with its resection cavity 4, is named as
+such), and not written for a convention with other label values (the bundle names its convention in each map's NIfTI
+`descrip`: a BraTS 2023 map handed in as BraTS 2024 is named though its values fit). A NIfTI file that names no case,
+or a case under another name, is a problem; other files are listed to remove before upload. Empty maps are counted,
+not refused.
 Exit status 0 only when every case passes; a JSON report is written beside the predictions folder.
 
 Run: python scripts/check_submission.py --predictions P --dataset_dir D [--label_convention auto|brats2021|...]
@@ -29,7 +32,7 @@ if __package__ in (None, ""):  # run as a file: make the bundle root importable 
 from scripts.atomic import atomic_write
 from scripts.datalist import dataset_info, inference_cases
 from scripts.errors import first_line, stop
-from scripts.labels import CONVENTIONS, LabelConvention, get_convention
+from scripts.labels import CONVENTIONS, DESCRIP_PREFIX, LabelConvention, get_convention, other_conventions_hint
 from scripts.layouts import CASE_FOLDER_LAYOUTS, NIFTI_SUFFIXES, strip_nifti_suffix
 
 logger = logging.getLogger(__name__)
@@ -45,10 +48,15 @@ def _first_image(case: Mapping[str, Any]) -> str:
     return image[0] if isinstance(image, list | tuple) else image
 
 
-def _other_convention(values: set[int], convention: LabelConvention) -> str:
-    """' (a <name> map?)' when the values fit another convention, else ''."""
-    fits = [name for name, other in CONVENTIONS.items() if name != convention.name and values <= other.allowed_values]
-    return f" (a {' or '.join(fits)} label map?)" if fits else ""
+def written_as(header: Any, convention: LabelConvention) -> str | None:
+    """The problem with a map whose NIfTI `descrip` names a convention with other label values than `convention`'s
+    (a BraTS 2023 map handed in as BraTS 2024), else None."""
+    descrip = bytes(np.asarray(header["descrip"]).tobytes()).rstrip(b"\0").decode("ascii", "replace").strip()
+    name = descrip[len(DESCRIP_PREFIX) :] if descrip.startswith(DESCRIP_PREFIX) else None
+    other = CONVENTIONS.get(name) if name else None
+    if other is None or other.allowed_values == convention.allowed_values:
+        return None
+    return f"written as a {name} label map ({other.description}; its NIfTI descrip), not {convention.name}"
 
 
 def check_map(prediction: Path, reference: Path, convention: LabelConvention) -> tuple[list[str], bool]:
@@ -75,8 +83,10 @@ def check_map(prediction: Path, reference: Path, convention: LabelConvention) ->
     if unknown:
         problems.append(
             f"label values {unknown} are not in {convention.name} ({convention.description})"
-            + _other_convention(values, convention)
+            + other_conventions_hint(values, convention)
         )
+    if (other := written_as(predicted.header, convention)) is not None:
+        problems.append(other)
     return problems, values <= {0}
 
 

@@ -78,9 +78,15 @@ def run_fold(fold: int, common: list[str], configs: list[str], ckpt_dir: Path, o
         return [{"fold": fold, **row} for row in csv.DictReader(f)]
 
 
+def _mean(values: list[float]) -> float:
+    """The mean over the cases with a score: a BraTS 2024-2025 task leaves NaN where there is nothing to score."""
+    scored = [value for value in values if not np.isnan(value)]
+    return float(np.mean(scored)) if scored else float("nan")
+
+
 def fold_summary(rows: list[dict[str, Any]]) -> dict[str, float]:
     """Mean Dice and HD95 per region, and the mean Dice of the regions, over a fold's cases."""
-    summary = {f"{metric}_{r}": float(np.mean([float(row[f"{metric}_{r}"]) for row in rows]))
+    summary = {f"{metric}_{r}": _mean([float(row[f"{metric}_{r}"]) for row in rows])
                for metric in ("dice", "hd95") for r in REGION_KEYS}  # fmt: skip
     summary["dice_mean"] = float(np.mean([summary[f"dice_{r}"] for r in REGION_KEYS]))
     return summary

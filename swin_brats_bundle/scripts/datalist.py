@@ -75,12 +75,13 @@ def dataset_info(
         stop(f"cannot read {where} ({first_line(error)})", debug, error)
 
 
-def inference_cases(info: dict[str, Any]) -> list[dict]:
-    """Every case, labelled or not, as image items for inference, each with its dataset's channel order and (when
-    detected) label convention, which the `auto` settings of inference.json read."""
+def inference_cases(info: dict[str, Any], convention: str | None = None) -> list[dict]:
+    """Every case, labelled or not, as image items for inference, each with its dataset's channel order and the label
+    convention its prediction is painted in (`convention`, else the detected one), which the `auto` settings of
+    inference.json read."""
     own = {CASE_CHANNEL_INDICES: list(info["channel_indices"])}
-    if info.get("label_convention"):
-        own[CASE_CONVENTION] = info["label_convention"]
+    if convention or info.get("label_convention"):
+        own[CASE_CONVENTION] = convention or info["label_convention"]
     cases = [{"case_id": c["case_id"], "image": c["image"], **own} for c in info["training"] + info["testing"]]
     if not cases:
         raise DatasetLayoutError("No cases to predict.")

@@ -262,6 +262,11 @@ UNSCANNED_CONVENTION = "brats2021"
 """What label_convention `auto` writes where no dataset was scanned and the model records no convention (MONAI Label,
 MONAI Deploy: one image each)."""
 
+PAINTED_CONVENTION = "painted_label_convention"
+"""Metadata item of a painted label map: the convention it was painted in (`RegionsToLabelsd`), which the writer
+records in the NIfTI header's `descrip` as `DESCRIP_PREFIX<name>`, and the submission check reads back."""
+DESCRIP_PREFIX = "label_convention="
+
 CASE_CONVENTION = "label_convention"
 """The item of an inference case that carries the convention its prediction is painted in (`datalist`)."""
 
@@ -358,9 +363,17 @@ def _source_name(data: torch.Tensor | np.ndarray) -> str:
     return str(meta.get("filename_or_obj", "<in-memory label>"))
 
 
-def _other_conventions_hint(found: set[int], convention: LabelConvention) -> str:
-    """' (a brats2024 or ... map?)' naming the conventions whose values fit, else ''."""
-    fits = [name for name, other in CONVENTIONS.items() if name != convention.name and found <= other.allowed_values]
+def fitting_conventions(found: set[int], convention: LabelConvention) -> list[str]:
+    """The other conventions whose values hold `found` most tightly (fewest values beyond them): {1, 2, 4} names
+    brats2021 alone, {1, 2, 3, 4} the BraTS 2024-2025 ones."""
+    fits = [other for other in CONVENTIONS.values() if other.name != convention.name and found <= other.allowed_values]
+    tightest = min((len(other.allowed_values) for other in fits), default=0)
+    return [other.name for other in fits if len(other.allowed_values) == tightest]
+
+
+def other_conventions_hint(found: set[int], convention: LabelConvention) -> str:
+    """' (a brats2024 or ... label map?)' naming the conventions whose values fit, else ''."""
+    fits = fitting_conventions(found, convention)
     return f" (a {' or '.join(fits)} label map?)" if fits else ""
 
 
@@ -378,7 +391,7 @@ def labels_to_regions(label: torch.Tensor, convention: LabelConvention) -> torch
         raise ValueError(
             f"{_source_name(label)}: label values {unknown} are not part of the '{convention.name}' convention "
             f"({convention.description}); expected a subset of {sorted(convention.allowed_values)}"
-            f"{_other_conventions_hint(found, convention)}. Pick the right --label_convention for this dataset."
+            f"{other_conventions_hint(found, convention)}. Pick the right --label_convention for this dataset."
         )
     plain = values.as_tensor() if isinstance(values, MetaTensor) else values
     channels = [
@@ -485,5 +498,8 @@ class RegionsToLabelsd(MapTransform):
         if isinstance(convention, str):
             convention = painted_convention(convention, d.get(CASE_CONVENTION), self.model)
         for key in self.key_iterator(d):
-            d[key] = regions_to_labels(d[key], convention)
+            painted = regions_to_labels(d[key], convention)
+            if isinstance(painted, MetaTensor):  # a new dict: the regions' own metadata stays as it was
+                painted.meta = {**painted.meta, PAINTED_CONVENTION: convention.name}
+            d[key] = painted
         return d

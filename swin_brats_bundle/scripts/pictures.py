@@ -20,8 +20,16 @@ from scripts.atomic import atomic_write
 from scripts.labels import LabelConvention
 from scripts.layouts import CASE_FOLDER_LAYOUTS, LAYOUTS
 
-# Overlay colour per role in the convention (RGB); the legend names each with the convention's own label text.
-ROLE_COLOURS = {"edema": (0.1, 0.85, 0.2), "core_only": (0.95, 0.15, 0.1), "enhancing": (1.0, 0.9, 0.0)}
+# Overlay colour per tissue (RGB; `labels.TISSUE_NAMES`); the legend names each label with the convention's own text.
+TISSUE_COLOURS = {
+    **dict.fromkeys(("ED", "SNFH"), (0.1, 0.85, 0.2)),
+    **dict.fromkeys(("NCR", "NET", "NETC"), (0.95, 0.15, 0.1)),
+    "ET": (1.0, 0.9, 0.0),
+    "RC": (0.2, 0.45, 1.0),
+    "CC": (0.0, 0.9, 0.9),
+    "GTV": (1.0, 0.3, 0.9),
+}
+ROLE_COLOURS = {"edema": TISSUE_COLOURS["ED"], "core_only": TISSUE_COLOURS["NCR"], "enhancing": TISSUE_COLOURS["ET"]}
 OVERLAY_ALPHA = 0.45
 # Per view: the sliced axis, and the side letters (left, right, top) of the picture for RAS-ordered arrays.
 VIEWS = {"axial": (2, ("R", "L", "A")), "sagittal": (0, ("A", "P", "S")), "coronal": (1, ("R", "L", "S"))}
@@ -109,20 +117,21 @@ def extract_views(
 
 
 def _overlay(label: np.ndarray, convention: LabelConvention) -> np.ndarray:
-    """RGBA picture of a label plane: the role colours, semi-transparent, clear where the label is 0."""
+    """RGBA picture of a label plane: the tissue colours, semi-transparent, clear where the label is 0."""
     unknown = sorted({int(v) for v in np.unique(label)} - convention.allowed_values)
     if unknown:
         raise ValueError(f"label values {unknown} are not part of the '{convention.name}' convention.")
     rgba = np.zeros((*label.shape, 4), dtype=np.float32)
-    for role, colour in ROLE_COLOURS.items():
-        rgba[label == getattr(convention, role)] = (*colour, OVERLAY_ALPHA)
+    for value, tissue in convention.tissues.items():
+        rgba[label == value] = (*TISSUE_COLOURS[tissue], OVERLAY_ALPHA)
     return rgba
 
 
 def _legend(convention: LabelConvention) -> list[Patch]:
+    """One entry per label value of the convention, in its colour and with its name."""
     return [
-        Patch(color=colour, label=f"{getattr(convention, role)}: {convention.labels[getattr(convention, role)]}")
-        for role, colour in ROLE_COLOURS.items()
+        Patch(color=TISSUE_COLOURS[convention.tissues[value]], label=f"{value}: {name}")
+        for value, name in convention.labels.items()
     ]
 
 
@@ -147,7 +156,8 @@ def draw_views(views: CaseViews, output_png: str | Path, convention: LabelConven
             if col == 0:
                 ax.set_ylabel(f"{view} ({'xyz'[axis]}={views.centre[axis]})", fontsize=9)
             _side_letters(ax, sides)
-    figure.legend(handles=_legend(convention), loc="outside lower center", ncols=3, fontsize=8, frameon=False)
+    legend = _legend(convention)
+    figure.legend(handles=legend, loc="outside lower center", ncols=min(len(legend), 3), fontsize=8, frameon=False)
     if title:
         figure.suptitle(title, fontsize=11)
     return _save_atomically(figure, Path(output_png))

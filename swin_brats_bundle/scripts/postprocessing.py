@@ -1,7 +1,9 @@
-"""Post-processing of predicted TC/WT/ET regions as BraTS pipelines do it, alike in validation, evaluation, inference.
+"""Post-processing of predicted regions as BraTS pipelines do it, alike in validation, evaluation, inference.
 
-The rules work on binary, nested region channels (after `labels.NestRegionsd`) and keep them nested.
-Sizes are in mm³, read from the prediction's affine, so one setting means the same on a 1 mm and a 2 mm grid.
+The rules work on binary region channels as a painted label map holds them (after `labels.NestRegionsd`) and keep them
+so. They find TC, WT and ET by name in the convention's regions (PED orders them WT, TC, ET, CC); a rule whose
+regions a convention lacks (MEN-RT has only GTV) leaves the prediction as it is. Sizes are in mm³, read from the
+prediction's affine, so one setting means the same on a 1 mm and a 2 mm grid.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from monai.data.utils import affine_to_spacing
 from monai.transforms import Activationsd, Compose, MapTransform
 from scipy import ndimage
 
-from scripts.labels import REGIONS, NestRegionsd
+from scripts.labels import REGIONS, LabelConvention, NestRegionsd
 
 ENHANCING = REGIONS.index("ET")
 CORE = REGIONS.index("TC")
@@ -31,14 +33,25 @@ def voxel_volume_mm3(image: torch.Tensor) -> float:
     return float(np.prod(affine_to_spacing(torch.as_tensor(affine), r=image.ndim - 1).numpy()))
 
 
+OTHER_REGION_THRESHOLD = 0.5
+"""The threshold of a region other than TC, WT and ET (a resection cavity, a cystic component, a GTV)."""
+
+
 class ThresholdRegionsd(MapTransform):
-    """Binarise each region channel at its own probability threshold (`region_thresholds`, in TC, WT, ET order).
+    """Binarise each region channel at its own probability threshold: `region_thresholds` for TC, WT and ET (in that
+    order, wherever the convention's `regions` put them), `OTHER_REGION_THRESHOLD` for any other region.
 
     MONAI's `AsDiscreted` takes one threshold for every channel. A higher ET threshold keeps the few uncertain ET voxels
     that cost a case without enhancing tumour its whole ET score.
     """
 
-    def __init__(self, keys: KeysCollection, thresholds: Sequence[float], allow_missing_keys: bool = False) -> None:
+    def __init__(
+        self,
+        keys: KeysCollection,
+        thresholds: Sequence[float],
+        regions: Sequence[str] = REGIONS,
+        allow_missing_keys: bool = False,
+    ) -> None:
         super().__init__(keys, allow_missing_keys)
         thresholds = [float(t) for t in thresholds]
         if len(thresholds) != len(REGIONS) or not all(0.0 < t < 1.0 for t in thresholds):
@@ -46,7 +59,8 @@ class ThresholdRegionsd(MapTransform):
                 f"region_thresholds must be {len(REGIONS)} probabilities in (0, 1), one per region "
                 f"({', '.join(REGIONS)}), got {thresholds}."
             )
-        self.thresholds = thresholds
+        by_name = dict(zip(REGIONS, thresholds, strict=True))
+        self.thresholds = [by_name.get(region, OTHER_REGION_THRESHOLD) for region in regions]
 
     def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
         d = dict(data)
@@ -76,16 +90,24 @@ def remove_small_components(regions: torch.Tensor, min_voxels: float) -> torch.T
 
 class SizeRuled(MapTransform):
     """A post-processing rule with a size in mm³ (`min_size_mm3`, 0: off), applied per key as `rule(regions,
-    min_voxels)` with the size turned into voxels from the prediction's affine."""
+    min_voxels)` with the size turned into voxels from the prediction's affine; `channels` maps the convention's
+    region names to their channels (default TC, WT, ET)."""
 
-    def __init__(self, keys: KeysCollection, min_size_mm3: float, allow_missing_keys: bool = False) -> None:
+    def __init__(
+        self,
+        keys: KeysCollection,
+        min_size_mm3: float,
+        convention: LabelConvention | None = None,
+        allow_missing_keys: bool = False,
+    ) -> None:
         super().__init__(keys, allow_missing_keys)
         if min_size_mm3 < 0:
             raise ValueError(f"min_size_mm3 must be 0 (off) or positive, got {min_size_mm3}.")
         self.min_size_mm3 = float(min_size_mm3)
+        names = REGIONS if convention is None else convention.region_names
+        self.channels = {name: index for index, name in enumerate(names)}
 
-    @staticmethod
-    def rule(regions: torch.Tensor, min_voxels: float) -> torch.Tensor:
+    def rule(self, regions: torch.Tensor, min_voxels: float) -> torch.Tensor:
         raise NotImplementedError
 
     def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
@@ -107,15 +129,16 @@ class RemoveSmallComponentsd(SizeRuled):
     `min_size_mm3` 0 switches the rule off.
     """
 
-    rule = staticmethod(remove_small_components)
+    def rule(self, regions: torch.Tensor, min_voxels: float) -> torch.Tensor:
+        return remove_small_components(regions, min_voxels)
 
 
-def enhancing_to_core(regions: torch.Tensor, min_voxels: float) -> torch.Tensor:
+def enhancing_to_core(regions: torch.Tensor, min_voxels: float, enhancing: int = ENHANCING) -> torch.Tensor:
     """Clear the ET channel when its voxels, all together, are fewer than `min_voxels` (TC still holds them)."""
-    if not 0 < float((regions[ENHANCING] > 0.5).sum()) < min_voxels:
+    if not 0 < float((regions[enhancing] > 0.5).sum()) < min_voxels:
         return regions
     regions = regions.clone()
-    regions[ENHANCING] = 0
+    regions[enhancing] = 0
     return regions
 
 
@@ -127,14 +150,19 @@ class SmallEnhancingToCored(SizeRuled):
     `min_size_mm3` 0 switches it off.
     """
 
-    rule = staticmethod(enhancing_to_core)
+    def rule(self, regions: torch.Tensor, min_voxels: float) -> torch.Tensor:
+        if "ET" not in self.channels or "TC" not in self.channels:
+            return regions
+        return enhancing_to_core(regions, min_voxels, self.channels["ET"])
 
 
-def remove_coreless_lesions(regions: torch.Tensor, min_voxels: float) -> torch.Tensor:
+def remove_coreless_lesions(
+    regions: torch.Tensor, min_voxels: float, whole_channel: int = WHOLE, core_channel: int = CORE
+) -> torch.Tensor:
     """Clear whole-tumour components without a tumour-core voxel smaller than `min_voxels`, if another has a core."""
-    whole = regions[WHOLE].detach().cpu().numpy() > 0.5
+    whole = regions[whole_channel].detach().cpu().numpy() > 0.5
     components, count = ndimage.label(whole, structure=np.ones((CONNECTIVITY,) * whole.ndim, dtype=bool))
-    cored = np.unique(components[regions[CORE].detach().cpu().numpy() > 0.5])
+    cored = np.unique(components[regions[core_channel].detach().cpu().numpy() > 0.5])
     cored = cored[cored > 0]
     if count == 0 or cored.size == 0:
         return regions
@@ -155,7 +183,10 @@ class RemoveCorelessLesionsd(SizeRuled):
     `min_size_mm3` 0 switches it off.
     """
 
-    rule = staticmethod(remove_coreless_lesions)
+    def rule(self, regions: torch.Tensor, min_voxels: float) -> torch.Tensor:
+        if "WT" not in self.channels or "TC" not in self.channels:
+            return regions
+        return remove_coreless_lesions(regions, min_voxels, self.channels["WT"], self.channels["TC"])
 
 
 def region_postprocessing(
@@ -164,15 +195,18 @@ def region_postprocessing(
     min_enhancing_mm3: float = 0.0,
     min_coreless_lesion_mm3: float = 0.0,
     thresholds: Sequence[float] = (0.5, 0.5, 0.5),
+    convention: LabelConvention | None = None,
 ) -> Compose:
-    """Logits -> binary nested TC/WT/ET regions -> the three rules above: the one chain every workflow applies."""
+    """Logits -> binary regions as a painted map holds them -> the three rules above: the one chain every workflow
+    applies (default: the TC, WT, ET channels of the BraTS conventions)."""
+    regions = REGIONS if convention is None else convention.region_names
     return Compose(
         [
             Activationsd(keys=keys, sigmoid=True),
-            ThresholdRegionsd(keys=keys, thresholds=thresholds),
-            NestRegionsd(keys=keys),
-            RemoveSmallComponentsd(keys=keys, min_size_mm3=min_component_mm3),
-            RemoveCorelessLesionsd(keys=keys, min_size_mm3=min_coreless_lesion_mm3),
-            SmallEnhancingToCored(keys=keys, min_size_mm3=min_enhancing_mm3),
+            ThresholdRegionsd(keys=keys, thresholds=thresholds, regions=regions),
+            NestRegionsd(keys=keys, convention=convention),
+            RemoveSmallComponentsd(keys=keys, min_size_mm3=min_component_mm3, convention=convention),
+            RemoveCorelessLesionsd(keys=keys, min_size_mm3=min_coreless_lesion_mm3, convention=convention),
+            SmallEnhancingToCored(keys=keys, min_size_mm3=min_enhancing_mm3, convention=convention),
         ]
     )

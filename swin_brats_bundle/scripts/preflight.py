@@ -31,7 +31,7 @@ import torch
 
 from scripts.atomic import atomic_write
 from scripts.errors import first_line, stop
-from scripts.labels import LabelConvention
+from scripts.labels import LabelConvention, other_conventions_hint
 from scripts.layouts import CHANNELS
 
 logger = logging.getLogger(__name__)
@@ -124,9 +124,11 @@ def check_label_values(data: np.ndarray, convention: LabelConvention) -> None:
     unknown = [v for v in values.tolist() if v not in convention.allowed_values]
     if unknown:
         shown = [int(v) if float(v).is_integer() else v for v in unknown]
+        found = {int(v) for v in values.tolist() if float(v).is_integer()}
         raise Refused(
             f"label values {shown} are not part of the '{convention.name}' convention ({convention.description}); "
-            f"expected a subset of {sorted(convention.allowed_values)}. Pick the right --label_convention."
+            f"expected a subset of {sorted(convention.allowed_values)}{other_conventions_hint(found, convention)}. "
+            "Pick the right --label_convention."
         )
 
 

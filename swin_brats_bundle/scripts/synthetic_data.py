@@ -6,9 +6,14 @@ T2 get their own CSF/grey/white-matter contrast; tumours have a necrotic core, a
 along white matter, irregular shapes and a spread of sizes; some cases have two lesions, some no enhancing tumour.
 Each modality of each case has its own scanner: bias field, gain, offset, gamma and Rician noise.
 
+Each task's label convention gets its own mix of cases (`TASK_DECKS`): post-treatment glioma (brats2024) mostly a
+resection cavity (fluid, outside the tumour, a residual enhancing rim and edema around it), metastases (met) several
+small lesions, paediatric tumours (ped) a cystic component inside the core. The first case of such a dataset is of
+the task's own kind. Labels are written in the convention's values (`--label_convention`, by default the layout's).
+
 Run: python scripts/synthetic_data.py --output_dir D [--layout brats2021 (any in scripts/layouts.py)] [--num_cases 20]
-     [--spacing 1|2 (mm; 1 = the 240x240x155 BraTS grid)] [--shape H W D] [--seed 0] [--preview PNG]
-     [--workers N (processes; the data do not depend on it)]
+     [--label_convention brats2024 (one the layout may hold)] [--spacing 1|2 (mm; 1 = the 240x240x155 BraTS grid)]
+     [--shape H W D] [--seed 0] [--preview PNG] [--workers N (processes; the data do not depend on it)]
 """
 
 from __future__ import annotations
@@ -51,12 +56,15 @@ TEMPLATE = {
 TISSUE_CONTRAST = {"csf": (0.35, 0.40, 0.38, 2.40), "gm": (1.25, 0.76, 0.72, 1.35), "wm": (1.0, 1.0, 1.0, 1.0)}
 # Template T1 (white matter = 1) at which each tissue's contrast applies; intensities between them blend linearly.
 TISSUE_T1 = {"csf": 0.34, "gm": 0.72, "wm": 1.0}
-# Tumour sub-regions on each channel (FLAIR, T1ce, T1, T2), relative to white matter.
+# Tumour sub-regions on each channel (FLAIR, T1ce, T1, T2), relative to white matter; a cyst holds proteinaceous
+# fluid (brighter than CSF on FLAIR), a resection cavity CSF-like fluid.
 TUMOUR_CONTRAST = {
     "edema": (1.80, 0.70, 0.70, 1.90),
     "necrosis": (1.10, 0.35, 0.40, 2.20),
     "non_enhancing": (1.50, 0.60, 0.60, 1.80),
     "enhancing": (1.40, 1.90, 0.80, 1.40),
+    "cyst": (0.75, 0.45, 0.42, 2.30),
+    "cavity": (0.38, 0.40, 0.38, 2.40),
 }
 # Unlabelled look-alikes on each channel, relative to white matter: white-matter hyperintensities (small-vessel
 # disease, bright on FLAIR/T2 like edema) and enhancing vessels, dura and choroid plexus (bright on T1ce like ET).
@@ -67,24 +75,54 @@ AFFINE = np.array([[-1.0, 0, 0, 119.0], [0, -1.0, 0, 119.0], [0, 0, 1.0, -77.0],
 # Kinds of case, dealt in shuffled decks of ten so every ten cases hold this mix (BraTS has mostly large
 # high-grade tumours, some small ones, a few multifocal, and some without enhancing tumour).
 CASE_DECK = ("large",) * 3 + ("medium",) * 2 + ("small",) * 2 + ("two_lesions",) * 2 + ("no_enhancing",)
-CORE_RADIUS_MM = {"large": (13.0, 20.0), "medium": (8.0, 13.0), "small": (4.0, 7.0), "two_lesions": (6.0, 13.0)}
+# Decks of the conventions whose tasks have their own tissues or lesion pattern; the first card leads a dataset.
+TASK_DECKS = {
+    "brats2024": ("resection_cavity",) * 5 + ("large",) * 2 + ("medium", "small", "no_enhancing"),
+    "met": ("metastases",) * 7 + ("resection_cavity",) * 2 + ("small",),
+    "ped": ("cystic",) * 4 + ("large",) * 2 + ("medium",) * 2 + ("small", "no_enhancing"),
+}
+CORE_RADIUS_MM = {
+    "large": (13.0, 20.0),
+    "medium": (8.0, 13.0),
+    "small": (4.0, 7.0),
+    "two_lesions": (6.0, 13.0),
+    "resection_cavity": (11.0, 18.0),
+    "cystic": (11.0, 18.0),
+    "metastases": (2.5, 6.0),
+}
+METASTASES = (3, 7)
+"""Lesions of a `metastases` case: from 3 to 6."""
 
 
 @dataclass
 class SyntheticCase:
     images: np.ndarray  # (4, H, W, D) int16 in CHANNELS order
     edema: np.ndarray  # (H, W, D) bool, whole tumour minus core
-    necrosis: np.ndarray  # core minus enhancing tumour (necrotic or non-enhancing core)
+    necrosis: np.ndarray  # core minus enhancing tumour and cyst (necrotic or non-enhancing core)
     enhancing: np.ndarray
     affine: np.ndarray = field(default_factory=lambda: AFFINE.copy())
     kind: str = ""
+    cyst: np.ndarray | None = None  # inside the core (a cystic component)
+    cavity: np.ndarray | None = None  # outside the whole tumour (a resection cavity)
+
+    def tissue(self, name: str) -> np.ndarray:
+        """The voxels of one tissue of `labels.TISSUE_NAMES` (a cyst is core where a convention has no CC)."""
+        empty = np.zeros(self.edema.shape, bool)
+        cyst = self.cyst if self.cyst is not None else empty
+        masks = {"ED": self.edema, "NCR": self.necrosis, "ET": self.enhancing, "CC": cyst, "RC": self.cavity}
+        masks |= {"SNFH": self.edema, "NET": self.necrosis, "NETC": self.necrosis}
+        masks["GTV"] = self.necrosis | self.enhancing | cyst
+        return empty if masks[name] is None else masks[name]
 
     def label_map(self, convention: str) -> np.ndarray:
+        """The case's labels in a convention's values; tissues it has no label for stay 0 (a cavity before 2024),
+        but a cyst it has no label for is core."""
         spec = CONVENTIONS[convention]
         label = np.zeros(self.edema.shape, dtype=np.uint8)
-        label[self.edema] = spec.edema
-        label[self.necrosis] = spec.core_only
-        label[self.enhancing] = spec.enhancing
+        if self.cyst is not None and "CC" not in spec.tissues.values() and spec.core_only is not None:
+            label[self.cyst] = spec.core_only
+        for value, tissue in spec.tissues.items():
+            label[self.tissue(tissue)] = value
         return label
 
 
@@ -165,6 +203,8 @@ class Lesion:
 def _place_lesions(rng: np.random.Generator, kind: str, tissue_mm: np.ndarray, wm: np.ndarray, depth_mm: np.ndarray):
     """Lesions for a case `kind`, centred in white matter deep enough for their core."""
     count = 2 if kind == "two_lesions" else 1
+    if kind == "metastases":
+        count = int(rng.integers(*METASTASES))
     low, high = CORE_RADIUS_MM.get(kind, CORE_RADIUS_MM["medium"])
     lesions = []
     for _ in range(count):
@@ -271,7 +311,8 @@ def make_case(
     spacing: float | None = None,
     kind: str | None = None,
 ) -> SyntheticCase:
-    """One synthetic case on the template anatomy; `kind` is one of CASE_DECK's entries (random when None)."""
+    """One synthetic case on the template anatomy; `kind` is one of CASE_DECK's or TASK_DECKS' entries (random when
+    None)."""
     template = load_template()
     shape, spacing = grid_for(shape, spacing)
     kind = kind or str(rng.choice(CASE_DECK))
@@ -312,6 +353,13 @@ def make_case(
     for lesion in lesions:
         w, c, e = _lesion_fields(rng, lesion, points_mm, shape, spacing, wm, t1)
         whole, core, enhancing = np.maximum(whole, w), np.maximum(core, c), np.maximum(enhancing, e)
+    cavity = cyst = None
+    if kind in ("resection_cavity", "cystic"):
+        cavity, cyst = _fluid_fields(rng, kind, lesions[0], points_mm, shape, spacing)
+        fluid = cavity if cavity is not None else cyst
+        enhancing *= 1 - fluid
+        if cavity is not None:  # the resected part is no longer tumour
+            whole, core = whole * (1 - cavity), core * (1 - cavity)
     whole *= brain
     core, enhancing = np.minimum(core, whole), np.minimum(enhancing, core)
 
@@ -320,6 +368,8 @@ def make_case(
     labels_enhancing &= labels_core
     if not labels_whole.any():  # a lesion too small for this grid: keep the brightest voxel of its field
         labels_whole.flat[np.argmax(whole)] = labels_core.flat[np.argmax(whole)] = True
+    labels_cavity = (cavity > 0.5) & brain & ~labels_whole if cavity is not None else None
+    labels_cyst = (cyst > 0.5) & labels_core & ~labels_enhancing if cyst is not None else None
 
     images = _tissue_image(t1)
     for mimic, weight in _mimics(rng, points_mm, spacing, t1, wm, depth_mm, whole).items():
@@ -332,6 +382,10 @@ def make_case(
         core_kind: np.clip(core - enhancing, 0, 1),
         "enhancing": enhancing,
     }
+    if cyst is not None:
+        weights["cyst"] = np.minimum(cyst, core)
+    if cavity is not None:
+        weights["cavity"] = cavity * brain
     for channel in range(len(CHANNELS)):
         jitter = rng.uniform(0.9, 1.1)
         for region, weight in weights.items():
@@ -350,11 +404,30 @@ def make_case(
     return SyntheticCase(
         np.clip(np.rint(images), 0, np.iinfo(np.int16).max).astype(np.int16),
         edema=labels_whole & ~labels_core,
-        necrosis=labels_core & ~labels_enhancing,
+        necrosis=labels_core & ~labels_enhancing & ~(labels_cyst if labels_cyst is not None else labels_enhancing),
         enhancing=labels_enhancing,
         affine=affine,
         kind=kind,
+        cyst=labels_cyst,
+        cavity=labels_cavity,
     )
+
+
+def _fluid_fields(
+    rng: np.random.Generator, kind: str, lesion: Lesion, points_mm: np.ndarray, shape: tuple[int, ...], spacing: float
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Soft (0..1) resection cavity or cyst of a lesion: a cavity where most of its core was (the residual tumour a
+    rim around it), a cyst inside the core off its centre."""
+    direction = rng.normal(size=3)
+    direction /= np.linalg.norm(direction)
+    if kind == "resection_cavity":
+        radius, offset = lesion.core_radius * rng.uniform(0.7, 0.95), lesion.core_radius * rng.uniform(0.0, 0.3)
+    else:
+        radius, offset = lesion.core_radius * rng.uniform(0.3, 0.5), lesion.core_radius * rng.uniform(0.15, 0.35)
+    centre = lesion.centre + offset * direction
+    distance = np.linalg.norm(points_mm - centre[:, None], axis=0).reshape(shape)
+    fluid = expit((radius - distance) / max(0.6, spacing / 2)).astype(np.float32)
+    return (fluid, None) if kind == "resection_cavity" else (None, fluid)
 
 
 def _save(array: np.ndarray, path: Path, affine: np.ndarray) -> None:
@@ -363,24 +436,31 @@ def _save(array: np.ndarray, path: Path, affine: np.ndarray) -> None:
 
 
 def write_case(
-    output_dir: Path, layout: str, case_id: str, case: SyntheticCase, labelled: bool, affine: np.ndarray | None = None
+    output_dir: Path,
+    layout: str,
+    case_id: str,
+    case: SyntheticCase,
+    labelled: bool,
+    affine: np.ndarray | None = None,
+    convention: str | None = None,
 ) -> None:
     """Write one case's files where `layout` (a key of `layouts.LAYOUTS`) expects them, on the case's own grid unless
-    `affine` is given."""
+    `affine` is given, its labels in `convention`'s values (by default the layout's)."""
     affine = case.affine if affine is None else affine
     spec = LAYOUTS[layout]
+    convention = convention or spec.convention
     if spec.four_dimensional:
         order = [CHANNELS.index(name) for name in spec.file_order]
         stacked = np.moveaxis(case.images[order], 0, -1)
         _save(stacked, output_dir / (TRAINING_IMAGES if labelled else TEST_IMAGES) / f"{case_id}.nii.gz", affine)
         if labelled:
-            _save(case.label_map(spec.convention), output_dir / TRAINING_LABELS / f"{case_id}.nii.gz", affine)
+            _save(case.label_map(convention), output_dir / TRAINING_LABELS / f"{case_id}.nii.gz", affine)
         return
     folder = output_dir / case_id
     for modality, image in zip(spec.suffixes, case.images, strict=True):
         _save(image, folder / spec.file_name(case_id, modality), affine)
     if labelled:
-        _save(case.label_map(spec.convention), folder / spec.file_name(case_id, spec.label), affine)
+        _save(case.label_map(convention), folder / spec.file_name(case_id, spec.label), affine)
 
 
 def _write_decathlon_description(output_dir: Path, layout: str, training: list[str], testing: list[str]) -> None:
@@ -401,20 +481,21 @@ def _write_decathlon_description(output_dir: Path, layout: str, training: list[s
     (output_dir / DECATHLON_DESCRIPTION).write_text(json.dumps(description, indent=4) + "\n")
 
 
-def draw_preview(cases: dict[str, SyntheticCase], path: Path) -> Path:
+def draw_preview(cases: dict[str, SyntheticCase], path: Path, convention: str = "brats2021") -> Path:
     """One row per case: FLAIR, T1ce, T1 and T2 through the tumour's centre, then FLAIR with the label overlay."""
     from matplotlib.figure import Figure
 
     from scripts.atomic import atomic_write
-    from scripts.pictures import OVERLAY_ALPHA, ROLE_COLOURS, reorient_to_ras
+    from scripts.pictures import OVERLAY_ALPHA, TISSUE_COLOURS, reorient_to_ras
 
     figure = Figure(figsize=(12.5, 2.6 * len(cases)), layout="constrained")
     axes = figure.subplots(len(cases), 5, squeeze=False)
+    tissues = CONVENTIONS[convention].tissues
     for row, (case_id, case) in zip(axes, cases.items(), strict=True):
         images = [reorient_to_ras(image.astype(np.float32), case.affine) for image in case.images]
-        roles = {role: reorient_to_ras(getattr(case, name), case.affine) for role, name in
-                 (("edema", "edema"), ("core_only", "necrosis"), ("enhancing", "enhancing"))}  # fmt: skip
-        tumour = roles["edema"] | roles["core_only"] | roles["enhancing"]
+        label = reorient_to_ras(case.label_map(convention), case.affine)
+        roles = {tissues[value]: label == value for value in tissues}
+        tumour = label > 0
         z = int(np.argmax(tumour.sum((0, 1)))) if tumour.any() else images[0].shape[2] // 2
         for ax, image, name in zip(row, [*images, images[0]], [*CHANNELS, "label"], strict=True):
             plane = image[:, :, z].T
@@ -423,7 +504,7 @@ def draw_preview(cases: dict[str, SyntheticCase], path: Path) -> Path:
             ax.set_title(f"{case_id} ({case.kind})" if name == "FLAIR" else name, fontsize=8, loc="left")
         overlay = np.zeros((*images[0].shape[:2][::-1], 4))
         for role, mask in roles.items():
-            overlay[mask[:, :, z].T] = (*ROLE_COLOURS[role], OVERLAY_ALPHA)
+            overlay[mask[:, :, z].T] = (*TISSUE_COLOURS[role], OVERLAY_ALPHA)
         row[-1].imshow(overlay, origin="lower")
     figure.suptitle("Synthetic BraTS-like cases (synthetic data): axial slice through the tumour, RAS", fontsize=10)
     with atomic_write(path, "wb") as f:
@@ -431,26 +512,35 @@ def draw_preview(cases: dict[str, SyntheticCase], path: Path) -> Path:
     return path
 
 
-def case_kinds(num_cases: int, rng: np.random.Generator) -> list[str]:
-    """The kind of each case: CASE_DECK shuffled, deck after deck, so any ten consecutive cases keep its mix."""
+def case_kinds(num_cases: int, rng: np.random.Generator, convention: str | None = None) -> list[str]:
+    """The kind of each case: the convention's deck (`TASK_DECKS`, else CASE_DECK) shuffled, deck after deck, so any ten
+    consecutive cases keep its mix; a task's deck puts its own kind first, so even one case shows it."""
+    deck = TASK_DECKS.get(convention, CASE_DECK)
     kinds: list[str] = []
     while len(kinds) < num_cases:
-        kinds += [str(k) for k in rng.permutation(CASE_DECK)]
+        kinds += [str(k) for k in rng.permutation(deck)]
+    if convention in TASK_DECKS:
+        first = kinds.index(deck[0])
+        kinds[0], kinds[first] = kinds[first], kinds[0]
     return kinds[:num_cases]
 
 
 def _write_one(task: tuple) -> tuple[str, dict, SyntheticCase | None]:
     """Make and write one case (a process-pool task): its id, its cases.json record and, if asked, the case."""
-    output_dir, layout, case_id, labelled, kind, seed_sequence, shape, spacing, keep = task
+    output_dir, layout, case_id, labelled, kind, seed_sequence, shape, spacing, keep, convention = task
     case = make_case(np.random.default_rng(seed_sequence), shape, spacing, kind)
-    write_case(output_dir, layout, case_id, case, labelled=labelled)
+    write_case(output_dir, layout, case_id, case, labelled=labelled, convention=convention)
     voxel_ml = float(np.prod(np.abs(np.diag(case.affine)[:3]))) / 1000.0
+    whole = case.edema | case.necrosis | case.enhancing | case.tissue("CC")
     record = {
         "kind": kind,
         "labelled": labelled,
-        "whole_tumour_ml": round(float((case.edema | case.necrosis | case.enhancing).sum()) * voxel_ml, 2),
+        "whole_tumour_ml": round(float(whole.sum()) * voxel_ml, 2),
         "enhancing_ml": round(float(case.enhancing.sum()) * voxel_ml, 2),
     }
+    for name, tissue in (("cyst_ml", "CC"), ("resection_cavity_ml", "RC")):
+        if case.tissue(tissue).any():
+            record[name] = round(float(case.tissue(tissue).sum()) * voxel_ml, 2)
     return case_id, record, case if keep else None
 
 
@@ -464,8 +554,10 @@ def write_dataset(
     spacing: float | None = None,
     preview: str | Path | None = None,
     workers: int = 1,
+    convention: str | None = None,
 ) -> list[str]:
-    """Write `num_cases` labelled and `num_unlabelled` unlabelled cases; return their case ids.
+    """Write `num_cases` labelled and `num_unlabelled` unlabelled cases, labelled in `convention` (one the layout may
+    hold; by default the layout's) with its task's mix of cases; return their case ids.
 
     The grid is `shape` voxels at `spacing` mm; with one of them missing it is the BraTS grid at `spacing` (1 mm by
     default) or the spacing that fits the brain into `shape`. Each case has its own random stream spawned from `seed`,
@@ -474,14 +566,30 @@ def write_dataset(
     """
     if layout not in LAYOUTS:
         raise ValueError(f"Unknown layout '{layout}'; choose {', '.join(LAYOUTS)}.")
+    convention = convention or LAYOUTS[layout].convention
+    if convention not in LAYOUTS[layout].conventions:
+        raise ValueError(
+            f"A {layout} dataset holds {' or '.join(LAYOUTS[layout].conventions)} labels, not {convention}."
+        )
     output_dir = Path(output_dir)
     count = num_cases + num_unlabelled
     ids = [LAYOUTS[layout].case_id(index) for index in range(count)]
-    kinds = case_kinds(count, np.random.default_rng(seed))
+    kinds = case_kinds(count, np.random.default_rng(seed), convention)
     streams = np.random.SeedSequence(seed).spawn(count)
     load_template()  # once, before any worker process is forked
     tasks = [
-        (output_dir, layout, case_id, index < num_cases, kind, stream, shape, spacing, bool(preview) and index < 5)
+        (
+            output_dir,
+            layout,
+            case_id,
+            index < num_cases,
+            kind,
+            stream,
+            shape,
+            spacing,
+            bool(preview) and index < 5,
+            convention,
+        )
         for index, (case_id, kind, stream) in enumerate(zip(ids, kinds, streams, strict=True))
     ]
     if workers > 1 and count > 1:
@@ -494,10 +602,12 @@ def write_dataset(
         _write_decathlon_description(output_dir, layout, ids[:num_cases], ids[num_cases:])
     grid, mm = grid_for(shape, spacing)
     summary = {"synthetic": True, "seed": seed, "shape": list(grid), "spacing_mm": round(mm, 4), "anatomy": ANATOMY}
+    if convention != LAYOUTS[layout].convention:
+        summary["label_convention"] = convention
     summary["cases"] = record
     (output_dir / "cases.json").write_text(json.dumps(summary, indent=4) + "\n")
     if preview:
-        draw_preview({case_id: case for case_id, _, case in results if case is not None}, Path(preview))
+        draw_preview({case_id: case for case_id, _, case in results if case is not None}, Path(preview), convention)
     return ids
 
 
@@ -505,6 +615,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output_dir", required=True, help="folder to write the dataset into")
     parser.add_argument("--layout", default="brats2021", choices=list(LAYOUTS))
+    parser.add_argument("--label_convention", default=None, choices=list(CONVENTIONS), help="default: the layout's")
     parser.add_argument("--num_cases", type=int, default=8, help="labelled cases")
     parser.add_argument("--num_unlabelled", type=int, default=0, help="cases without a label file")
     parser.add_argument("--spacing", type=float, default=None, help="mm per voxel (default 1, or fitted to --shape)")
@@ -525,6 +636,7 @@ def main(argv: list[str] | None = None) -> None:
         spacing,
         args.preview,
         args.workers,
+        args.label_convention,
     )
     print(f"Wrote {len(ids)} synthetic {args.layout} case(s), {grid} voxels at {spacing:.2f} mm, to {args.output_dir}")
 

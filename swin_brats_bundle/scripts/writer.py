@@ -12,6 +12,7 @@ from monai.data import NibabelWriter
 from monai.utils import convert_data_type
 
 from scripts.atomic import atomic_path
+from scripts.labels import DESCRIP_PREFIX, PAINTED_CONVENTION
 
 FORM_CODES = ("qform_code", "sform_code")
 
@@ -26,9 +27,22 @@ class PredictionWriter(NibabelWriter):
       invertible"). Nothing needs computing then: the array is written as it is, with its own affine.
     - MONAI marks both header forms with code 1 (scanner) whatever the input had; a BraTS upload compares the codes
       with the case's images, so the input's qform and sform codes are kept.
+
+    A label map painted by `labels.RegionsToLabelsd` names its convention in the header's `descrip`
+    (`label_convention=brats2024`), which the submission check reads.
     """
 
+    @classmethod
+    def create_backend_obj(cls, data_array: Any, affine: Any = None, dtype: Any = None, **kwargs: Any):
+        descrip = kwargs.pop("descrip", None)
+        image = super().create_backend_obj(data_array, affine=affine, dtype=dtype, **kwargs)
+        if descrip:
+            image.header["descrip"] = descrip
+        return image
+
     def set_metadata(self, meta_dict: Mapping | None, resample: bool = True, **options: Any) -> None:
+        painted = (meta_dict or {}).get(PAINTED_CONVENTION)
+        self.descrip = f"{DESCRIP_PREFIX}{painted}" if painted else None
         self.form_codes = {key: int(np.asarray(meta_dict[key])) for key in FORM_CODES if key in (meta_dict or {})}
         if resample:
             super().set_metadata(meta_dict, resample=resample, **options)
@@ -42,7 +56,7 @@ class PredictionWriter(NibabelWriter):
         name = Path(filename).name
         extension = ".nii.gz" if name.endswith(".nii.gz") else Path(name).suffix  # nibabel picks the format by it
         with atomic_path(filename, suffix=extension) as partial:
-            super().write(partial, verbose=verbose, **obj_kwargs)
+            super().write(partial, verbose=verbose, descrip=getattr(self, "descrip", None), **obj_kwargs)
             self._keep_form_codes(partial)
 
     def _keep_form_codes(self, path: Path) -> None:

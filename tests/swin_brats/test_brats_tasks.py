@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
+import csv
 import json
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 
+import nibabel as nib
 import numpy as np
 import pytest
 import torch
+from conftest import BUNDLE, SHAPE, TINY, run_bundle
+from monai.bundle import ConfigWorkflow
+from monai.networks.nets import SwinUNETR
+from scipy import ndimage
 from scripts.case_metrics import CaseMetricsWriter
 from scripts.cases import discover
+from scripts.check_submission import check_submission
+from scripts.datalist import inference_cases
 from scripts.labels import (
     BRATS_EVALUATION,
     CONVENTIONS,
@@ -32,6 +44,9 @@ from scripts.metrics import (
     metric_columns,
     region_metrics,
 )
+from scripts.synthetic_data import write_dataset
+
+CHECK = BUNDLE / "scripts" / "check_submission.py"
 
 # label value -> the regions holding it, in the convention's channel order; written out by hand from the tasks' docs
 # (notes/brats_tasks.md): BraTS 2024 GLI and MET keep the resection cavity outside the whole tumour; PED's 1 is ET.
@@ -206,3 +221,116 @@ def test_a_post_treatment_case_is_scored_on_its_six_groups(tmp_path: Path) -> No
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert (summary["label_convention"], summary["scoring"]) == ("brats2024", BRATS_EVALUATION)
     assert list((tmp_path / "pictures").glob("*.png"))  # the pictures paint the cavity too
+
+
+# --- end to end: train one epoch and infer on each task's synthetic cases, in its own label values ---
+
+TASKS = {  # convention -> (layout, --label_convention to pass): GLI 2024 shares the 2023 names, so the user says it
+    "brats2024": ("brats2023", "brats2024"),
+    "ped": ("brats_ped", None),
+    "met": ("brats_met", None),
+}
+TASK_TISSUE = {"brats2024": "RC", "ped": "CC", "met": None}  # the tissue its synthetic cases must show
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], tuple[Path, Path, Path]]:
+    """convention -> (dataset, models, outputs): 2 synthetic cases (one trains, one validates), trained one epoch
+    when a test first asks (so each test's time limit covers one training)."""
+    done: dict[str, tuple[Path, Path, Path]] = {}
+
+    def train(name: str) -> tuple[Path, Path, Path]:
+        if name not in done:
+            layout, requested = TASKS[name]
+            work = tmp_path_factory.mktemp(f"task_{name}")
+            data = work / "data"
+            write_dataset(data, layout, num_cases=2, num_unlabelled=0, shape=SHAPE, seed=0, convention=name)
+            chosen = ["--label_convention", requested] if requested else []
+            run_bundle("training", "--config_file", "configs/train.json", "--dataset_dir", str(data),
+                       "--num_folds", "2", "--ckpt_dir", str(work / "models"), "--output_dir", str(work / "train"),
+                       "--epochs", "1", *chosen, *TINY)  # fmt: skip
+            done[name] = (data, work / "models", work)
+        return done[name]
+
+    return train
+
+
+@pytest.mark.parametrize("name", list(TASKS))
+def test_a_task_trains_and_predicts_in_its_own_values(trained, name: str) -> None:
+    convention = CONVENTIONS[name]
+    data, models, work = trained(name)
+    labels = [np.asarray(nib.load(path).dataobj) for path in sorted(data.glob("*/*-seg.nii.gz"))]
+    assert set(np.unique(np.concatenate([m.ravel() for m in labels]))) <= convention.allowed_values
+    if TASK_TISSUE[name]:  # the task's own tissue is in its cases (a cavity, a cyst)
+        value = next(v for v, t in convention.tissues.items() if t == TASK_TISSUE[name])
+        assert any((m == value).any() for m in labels)
+    else:  # several small metastases in one case
+        assert max(ndimage.label(m > 0, np.ones((3, 3, 3)))[1] for m in labels) >= 3
+    # the network has one output per region, and says what it is beside its weights
+    SwinUNETR(4, len(convention.regions), feature_size=12).load_state_dict(torch.load(models / "model.pt"))
+    record = json.loads((models / "convention.json").read_text())
+    assert record["label_convention"] == name and [r["name"] for r in record["regions"]] == list(
+        convention.region_names
+    )
+    # validation scored the task's own groups, as brats-evaluation does
+    with open(work / "train" / "validation" / "metrics.csv") as f:
+        header = next(csv.reader(f))
+    assert header == ["case_id", *metric_columns(convention)]
+    assert json.loads((work / "train" / "validation" / "summary.json").read_text())["scoring"] == BRATS_EVALUATION
+
+    # `auto` infers with the model's convention (for BraTS-GLI names that is 2024 only because the model says so)
+    output = work / "predictions"
+    result = run_bundle("inference", "--config_file", "configs/inference.json", "--dataset_dir", str(data),
+                        "--ckpt_dir", str(models), "--output_dir", str(output), *TINY)  # fmt: skip
+    assert "submission check: 2 case(s), 0 problem(s)" in result.stdout + result.stderr  # in the task's values
+    for path in sorted(output.glob("*.nii.gz")):
+        image = nib.load(path)
+        assert set(np.unique(np.asarray(image.dataobj))) <= convention.allowed_values
+        assert image.header["descrip"].item().decode() == f"label_convention={name}"
+    if name == "brats2024":  # the command line, told the convention the BraTS-GLI names cannot tell
+        check = [sys.executable, str(CHECK), "--predictions", str(output), "--dataset_dir", str(data)]
+        assert subprocess.run([*check, "--label_convention", name], capture_output=True, text=True).returncode == 0
+
+
+def _initialize(config_files: list[str], data: Path, models: Path, output: Path, **settings) -> None:
+    """The workflow of `config_files` (tiny settings) initialised on `data` and `models`: what runs before any case."""
+    workflow = ConfigWorkflow(config_file=[str(BUNDLE / "configs" / name) for name in config_files],
+                              workflow_type="infer", bundle_root=str(BUNDLE), dataset_dir=str(data),
+                              ckpt_dir=str(models), output_dir=str(output), feature_size=12, roi_size=[64, 64, 64],
+                              num_workers=0, progress_bar=False, **settings)  # fmt: skip
+    workflow.initialize()
+
+
+def test_a_2024_model_refuses_to_predict_2023_labels(trained, tmp_path: Path) -> None:
+    """The GLI post-treatment model (TC, WT, ET, RC) asked for BraTS 2023's three regions stops in one line before it
+    predicts; evaluating its data as BraTS 2023 (`auto` on BraTS-GLI names) stops at the labels, naming 2024."""
+    data, models, _ = trained("brats2024")
+    with pytest.raises(SystemExit) as stopped:
+        _initialize(["inference.json"], data, models, tmp_path / "out", label_convention="brats2023")
+    assert str(stopped.value) == (
+        f"error: {models / 'model.pt'} was trained on brats2024 (regions TC, WT, ET, RC) and cannot predict "
+        "brats2023 (regions TC, WT, ET): pass --label_convention brats2024, or train on brats2023"
+    )
+    assert not list((tmp_path / "out").glob("*.nii.gz"))
+    with pytest.raises(SystemExit) as stopped:
+        _initialize(["train.json", "evaluate.json"], data, models, tmp_path / "evaluation", num_folds=2)
+    assert "label values [4] are not part of the 'brats2023' convention" in str(stopped.value)
+    assert "(a brats2024 or met or ped label map?)" in str(stopped.value)
+
+
+def test_the_submission_check_names_2023_and_2024_maps_handed_in_as_the_other(trained, tmp_path: Path) -> None:
+    data, _, work = trained("brats2024")
+    cases = inference_cases(discover(data))
+    as_2023 = check_submission(work / "predictions", cases, CONVENTIONS["brats2023"])  # 2024 maps, checked as 2023
+    assert not as_2023["passed"] and len(as_2023["problems"]) == 2
+    assert all(p["problem"].startswith("written as a brats2024 label map") for p in as_2023["problems"])
+    folder = tmp_path / "maps"
+    shutil.copytree(work / "predictions", folder)
+    first = sorted(folder.glob("*.nii.gz"))[0]
+    image = nib.load(first)  # the same map as a BraTS 2023 model would write it: its values fit 2024 too
+    image.header["descrip"] = b"label_convention=brats2023"
+    nib.save(image, first)
+    as_2024 = check_submission(folder, cases, CONVENTIONS["brats2024"])
+    assert [(Path(p["file"]).name, p["problem"].split(" (")[0]) for p in as_2024["problems"]] == [
+        (first.name, "written as a brats2023 label map")
+    ]
