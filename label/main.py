@@ -15,20 +15,17 @@ import logging
 import os
 from typing import Any
 
-# MONAI Label 0.8.5 reads PYTHONPATH unguarded when it starts a training process (its `monailabel` launcher sets it)
-os.environ.setdefault("PYTHONPATH", "")
-
-import monailabel  # noqa: E402
-from fastapi import HTTPException  # noqa: E402
-from lib.bundle import bundle_scripts, served  # noqa: E402
-from lib.datastore import BratsDatastore, RequestError  # noqa: E402
-from lib.infer import BratsInferTask  # noqa: E402
-from lib.train import BratsTrainTask  # noqa: E402
-from monailabel.config import settings  # noqa: E402
-from monailabel.interfaces.app import MONAILabelApp  # noqa: E402
-from monailabel.tasks.activelearning.first import First  # noqa: E402
-from monailabel.tasks.activelearning.random import Random  # noqa: E402
-from monailabel.utils.others.generic import strtobool  # noqa: E402
+import monailabel
+from fastapi import HTTPException
+from lib.bundle import bundle_scripts, served
+from lib.datastore import BratsDatastore, RequestError
+from lib.infer import BratsInferTask
+from lib.train import BratsTrainTask
+from monailabel.config import settings
+from monailabel.interfaces.app import MONAILabelApp
+from monailabel.tasks.activelearning.first import First
+from monailabel.tasks.activelearning.random import Random
+from monailabel.utils.others.generic import strtobool
 
 logger = logging.getLogger(__name__)
 
