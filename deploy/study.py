@@ -59,13 +59,14 @@ def nifti_files(folder: Path) -> list[Path]:
 
 
 def nifti_layouts() -> dict[str, tuple[str, ...]]:
-    """Lower-case file-name endings (separator + suffix) of each case-folder layout of the bundle, in CHANNELS order.
+    """Lower-case file-name endings (separator + suffix) of each case-folder naming of the bundle, in CHANNELS order
+    (the BraTS task layouts that share one naming are told apart by case prefix: `find_nifti_study`).
 
     Imported here rather than at the top: the app imports this module before the bundle it is given is on sys.path.
     """
     from scripts.layouts import CASE_FOLDER_LAYOUTS, LAYOUTS
 
-    layouts = {name: LAYOUTS[name] for name in CASE_FOLDER_LAYOUTS}
+    layouts = {name: LAYOUTS[name] for name in CASE_FOLDER_LAYOUTS if not LAYOUTS[name].case_prefix}
     return {name: tuple(f"{lay.separator}{s}".lower() for s in lay.suffixes) for name, lay in layouts.items()}
 
 

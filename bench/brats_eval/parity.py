@@ -168,8 +168,7 @@ def compare_task(name: str, evaluation_python: str, work: Path) -> dict:
                     worst = max(worst, abs(mine - official))
                 if not agree:
                     failures.append(f"{row['case']} {family}_{group}: ours {mine}, brats-evaluation {official}")
-                rows.append({"case": row["case"], "group": group, "metric": family, "ours": mine,
-                             "brats_evaluation": official, "agree": agree})  # fmt: skip
+                rows.append([f"{row['case']}/{family}_{group}", mine, official])
     return {
         "config": convention.evaluation_config,
         "cases": list(pairs),
@@ -178,7 +177,8 @@ def compare_task(name: str, evaluation_python: str, work: Path) -> dict:
         "max_abs_difference": worst,
         "disagreements": failures,
         "package_seconds": round(seconds, 1),
-        "numbers": rows,
+        "numbers": "case/metric_group: [ours, brats-evaluation] (NaN: nothing to score)",
+        "values": {name: [round(ours, 6), round(theirs, 6)] for name, ours, theirs in rows},
     }
 
 
@@ -203,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": machine(),
         "tasks": results,
     }
-    Path(args.output).write_text(json.dumps(result, indent=4) + "\n")
+    Path(args.output).write_text(json.dumps(result, indent=1) + "\n")
     for name, task in results.items():
         state = "agree" if not task["disagreements"] else f"{len(task['disagreements'])} disagree"
         print(f"{name} ({task['config']}): {task['numbers_compared']} numbers, max |diff| "

@@ -13,13 +13,11 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
-from ignite.engine import Engine, Events
 
 from scripts.atomic import atomic_write
-from scripts.checkpoint import load_model
 from scripts.errors import stop
 from scripts.labels import (
     CONVENTIONS,
@@ -31,6 +29,9 @@ from scripts.labels import (
     painted_convention,
     same_regions,
 )
+
+if TYPE_CHECKING:
+    from ignite.engine import Engine
 
 logger = logging.getLogger(__name__)
 
@@ -118,6 +119,8 @@ def load_trained_model(
     debug: bool = False,
 ) -> torch.nn.Module:
     """`checkpoint.load_model`, after refusing a model recorded with other regions than `convention`'s."""
+    from scripts.checkpoint import load_model  # ignite's: imported where weights load, not where inference.json is read
+
     trained = recorded_convention(path, debug)
     if trained is not None:
         require_same_regions(path, trained, convention, debug)
@@ -142,6 +145,10 @@ class ConventionRecord:
         self.save_dir, self.convention, self.model_file = Path(save_dir), convention, model_file
 
     def attach(self, engine: Engine) -> None:
+        from ignite.engine import (
+            Events,
+        )  # not at the top: the MONAI Deploy environment reads this module without ignite
+
         engine.add_event_handler(Events.EPOCH_COMPLETED, self)
 
     def __call__(self, engine: Engine | None = None) -> None:
