@@ -71,16 +71,15 @@ def segment_info(bundle: SimpleNamespace, convention: Any) -> dict[str, Any]:
                 "CodingSchemeDesignator": scheme,
                 "CodeMeaning": category[1],
             },
-            "recommendedDisplayRGBValue": list(segment.color),
-        }
-        if segment.code:
-            attribute["SegmentedPropertyTypeCodeSequence"] = {
+            "SegmentedPropertyTypeCodeSequence": {
                 "CodeValue": segment.code[0],
                 "CodingSchemeDesignator": scheme,
                 "CodeMeaning": segment.code[1],
-            }
-        entries.append({"name": name, "idx": value, "color": list(segment.color), "segmentAttribute": attribute})
-    colors = {name: [c / 255 for c in segment.color] for name, segment in segments.values()}
+            },
+            "recommendedDisplayRGBValue": segment.rgb255,
+        }
+        entries.append({"name": name, "idx": value, "color": segment.rgb255, "segmentAttribute": attribute})
+    colors = {name: list(segment.color) for name, segment in segments.values()}
     return {"label_colors": colors, "label_info": entries}
 
 

@@ -73,12 +73,13 @@ class Reference:
             str(output),
         ]
         command += ["--num_workers", "0", "--progress_bar", "False"]
-        self.output = output
-        self.process = subprocess.Popen(command, cwd=bundle, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self.output, self.log = output, output.parent / "run_inference.log"
+        with open(self.log, "w") as log:  # a file, not a pipe: nothing blocks it while the server starts
+            self.process = subprocess.Popen(command, cwd=bundle, env=ENV, stdout=log, stderr=subprocess.STDOUT)
 
     def prediction(self, case_id: str) -> Path:
-        _, stderr = self.process.communicate(timeout=900)
-        assert self.process.returncode == 0, stderr.decode()[-4000:]
+        self.process.wait(timeout=900)
+        assert self.process.returncode == 0, self.log.read_text()[-4000:]
         return self.output / f"{case_id}.nii.gz"
 
 

@@ -67,7 +67,7 @@ def test_info_lists_the_model_and_each_case_once_with_the_dataset_labels(server:
     assert list(expected) == ["necrotic / non-enhancing tumour core", "peritumoral edema", "enhancing tumour"]
     assert list(expected.values()) == [1, 2, 4]
     assert info["labels"] == list(expected)  # what Slicer names its segments from, in label-value order
-    colors = {name: [c / 255 for c in segment.color] for name, segment in convention_segments(CONVENTION).values()}
+    colors = {name: list(segment.color) for name, segment in convention_segments(CONVENTION).values()}
     assert model["label_colors"] == colors
     types = [e["segmentAttribute"]["SegmentedPropertyTypeCodeSequence"]["CodeValue"] for e in model["label_info"]]
     assert types == ["6574001", "79654002", "108369006"]  # SNOMED CT Necrosis, Edema, Neoplasm
