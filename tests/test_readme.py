@@ -131,6 +131,20 @@ def script_options(path: Path) -> set[str]:
     return set(re.findall(r"add_argument\(\s*\"--([\w-]+)\"", path.read_text()))
 
 
+def check_installed_module(command: Command, interpreter: str, module: str, rest: list[str]) -> None:
+    """`<venv>/bin/python -m <package>...`: the requirements file the Makefile builds that venv from pins the package,
+    and a MONAI Label `start_server` names an app folder that exists."""
+    venv = (command.cwd / interpreter).parents[1]
+    requirements = venv.parent / "requirements.txt"
+    package = module.split(".")[0]
+    assert requirements.is_file(), f"{command.where()}: no {requirements.relative_to(REPO)} for {venv.name}"
+    pins = re.findall(r"^([\w.-]+)==", requirements.read_text(), re.M)
+    assert package in pins, f"{command.where()}: {package} is not pinned in {requirements.relative_to(REPO)}"
+    if package == "monailabel" and rest[:1] == ["start_server"]:
+        app = options(rest[1:]).get("app", "")
+        assert (command.cwd / app / "main.py").is_file(), f"{command.where()}: no MONAI Label app {app}/main.py"
+
+
 def check_python(command: Command, words: list[str]) -> None:
     if words[1] == "-m":
         module, rest = words[2], words[3:]
@@ -138,6 +152,9 @@ def check_python(command: Command, words: list[str]) -> None:
             check_bundle_command(command, rest)
             return
         path = command.cwd / (module.replace(".", "/") + ".py")
+        if not path.is_file():  # an installed package: the interpreter's environment pins it
+            check_installed_module(command, words[0], module, rest)
+            return
     else:
         path, rest = command.cwd / words[1], words[2:]
     assert path.is_file(), f"{command.where()}: no script {path.relative_to(REPO)}"
