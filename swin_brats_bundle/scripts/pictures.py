@@ -33,7 +33,8 @@ ROLE_COLOURS = {"edema": TISSUE_COLOURS["ED"], "core_only": TISSUE_COLOURS["NCR"
 OVERLAY_ALPHA = 0.45
 # Per view: the sliced axis, and the side letters (left, right, top) of the picture for RAS-ordered arrays.
 VIEWS = {"axial": (2, ("R", "L", "A")), "sagittal": (0, ("A", "P", "S")), "coronal": (1, ("R", "L", "S"))}
-FLAIR_PATTERNS = tuple(LAYOUTS[layout].anchor_pattern() for layout in CASE_FOLDER_LAYOUTS)
+# Once per file naming (the BraTS task layouts share the 2023 one).
+FLAIR_PATTERNS = tuple(dict.fromkeys(LAYOUTS[layout].anchor_pattern() for layout in CASE_FOLDER_LAYOUTS))
 BACKGROUND_BLACK_GRAY = colormaps["gray"].with_extremes(bad="black")  # background is NaN in the FLAIR planes
 
 
