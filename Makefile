@@ -78,7 +78,7 @@ bench: install
 	cd bench/swin_brats && ../../$(PY) training.py && ../../$(PY) inference.py && ../../$(PY) scaling.py --with_reference
 
 # Scoring parity with the official BraTS evaluation (bench/brats_eval/README.md): the brats-evaluation package (AGPL)
-# in an environment of its own, run only as a subprocess; writes bench/brats_eval/result.json.
+# in an environment of its own, run only as a subprocess; writes bench/results/brats_eval_parity.json.
 BRATS_EVAL_VENV := bench/brats_eval/.venv
 BRATS_EVAL_STAMP := $(BRATS_EVAL_VENV)/.installed
 

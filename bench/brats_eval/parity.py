@@ -9,7 +9,7 @@ own parser does for HD95). The maps are on a 1 mm grid, the BraTS one, where the
 in mm too. Hand-made maps, not patient data.
 
 Run: .venv/bin/python bench/brats_eval/parity.py --evaluation_python bench/brats_eval/.venv/bin/python
-     [--output bench/brats_eval/result.json] [--tasks brats2024 met ...]
+     [--output bench/results/brats_eval_parity.json] [--tasks brats2024 met ...]
 """
 
 from __future__ import annotations
@@ -185,7 +185,7 @@ def compare_task(name: str, evaluation_python: str, work: Path) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--evaluation_python", default=str(HERE / ".venv" / "bin" / "python"))
-    parser.add_argument("--output", default=str(HERE / "result.json"))
+    parser.add_argument("--output", default=str(HERE.parent / "results" / "brats_eval_parity.json"))
     scored = [name for name, convention in CONVENTIONS.items() if convention.evaluation_config]
     parser.add_argument("--tasks", nargs="+", default=scored, choices=scored, help="conventions to compare (all)")
     args = parser.parse_args(argv)
