@@ -4,8 +4,9 @@ MONAI Label's `LocalDatastore` lists the files at the top of the studies folder,
 folder of four sequence files (MSD: a 4D file in imagesTr/). This datastore lists the cases the bundle's own discovery
 finds (`scripts/cases.py`, every layout of `scripts/layouts.py` and plain 4D files), each once, under its case id,
 its image being the one sequence a viewer shows (`sequence`, FLAIR by default). Labels stay where MONAI Label keeps
-them (`labels/final/<case id>.nii.gz`); one saved from 3D Slicer numbers its segments 1, 2, 3 in the editor's order,
-so `save_label` writes it back in the convention's label values, as NIfTI on the case's grid, for training to read.
+them (`labels/final/<case id>.nii.gz`); one saved from 3D Slicer numbers its segments 1, 2, 3 in the editor's order
+(or, as a `.seg.nrrd` segmentation file, names them in its header), so `save_label` writes it back in the convention's
+label values, as NIfTI on the case's grid, for training to read.
 """
 
 from __future__ import annotations
@@ -25,7 +26,12 @@ from fastapi import HTTPException
 from monai.transforms import LoadImage
 from monailabel.datastore.local import DataModel, ImageLabelModel, LocalDatastore
 
+from lib.seg_nrrd import read_segmentation
+
 logger = logging.getLogger(__name__)
+
+SEGMENTATION_SUFFIX = ".seg.nrrd"
+SLICER_HELPER_SEGMENTS = ("background", "foreground_scribbles", "background_scribbles")
 
 
 class RequestError(HTTPException):
@@ -119,8 +125,8 @@ class BratsDatastore(LocalDatastore):
 
     def save_label(self, image_id: str, label_filename: str, label_tag: str, label_info: dict[str, Any]) -> str:
         """Save a label map as NIfTI on the case's grid, in label values: Slicer's segment numbers (`label_info`'s
-        "label_info": [{"name", "idx"}]) become the values of the names the server listed; without them the values
-        must already be the convention's."""
+        "label_info": [{"name", "idx"}]) become the values of the names the server listed, as do the segments of a
+        `.seg.nrrd` segmentation file by their own names; without either the values must already be the convention's."""
         image = self.get_image_uri(image_id)
         if not image:
             raise RequestError(f"unknown image id '{image_id}': no such case in {self._datastore_path}", 404)
@@ -133,21 +139,42 @@ class BratsDatastore(LocalDatastore):
     def _label_in_values(self, image: str, label_file: str, segments: list[dict[str, Any]]) -> nib.Nifti1Image:
         reference = nib.load(image)
         try:
-            label = LoadImage(image_only=True)(label_file)
+            named = read_segmentation(label_file) if label_file.lower().endswith(SEGMENTATION_SUFFIX) else None
+            label = None if named else LoadImage(image_only=True)(label_file)
         except Exception as error:
             raise RequestError(f"cannot read the label file ({self.bundle.errors.first_line(error)})") from error
-        data = np.asarray(label).squeeze()
+        data, affine = (
+            (next(iter(named[0].values())), named[1]) if named else (np.asarray(label).squeeze(), label.affine)
+        )
         if data.shape != reference.shape[:3]:
             raise RequestError(f"label of shape {data.shape}; the case's grid is {reference.shape[:3]} ({image})")
-        if not np.allclose(np.asarray(label.affine), reference.affine, atol=1e-3):
+        if not np.allclose(np.asarray(affine), reference.affine, atol=1e-3):
             raise RequestError(f"label affine differs from the case's ({image}): save it on the shown image's grid")
-        values = np.rint(data).astype(np.int64)
-        if segments:
-            values = self._relabel(values, segments)
+        if named:  # its own segment names say which voxels are which label, whatever Slicer numbered them
+            values = self._named_values(named[0])
+        else:
+            values = np.rint(data).astype(np.int64)
+            if segments:
+                values = self._relabel(values, segments)
         allowed = {0, *self.labels.values()}
         if unknown := sorted(set(np.unique(values).tolist()) - allowed):
             raise RequestError(f"label values {unknown} are not among the served labels {self._listed()}")
         return nib.Nifti1Image(values.astype(np.uint8), reference.affine)
+
+    def _named_values(self, masks: Mapping[str, np.ndarray]) -> np.ndarray:
+        """Label values from a segmentation file's segments (name -> voxel mask), by name; Slicer's helper segments
+        (background, scribbles) are left out as its MONAI Label module leaves them out of `label_info`."""
+        by_name = {name.lower(): value for name, value in self.labels.items()}
+        values = np.zeros(next(iter(masks.values())).shape, np.int64)
+        for name, mask in masks.items():
+            if name in SLICER_HELPER_SEGMENTS:
+                continue
+            if name.lower() not in by_name:
+                raise RequestError(f"segment '{name}' is not one of the served labels {self._listed()}")
+            if overlap := int(np.count_nonzero(mask & (values > 0))):
+                raise RequestError(f"segment '{name}' overlaps another in {overlap} voxels: one label per voxel")
+            values[mask] = by_name[name.lower()]
+        return values
 
     def _relabel(self, values: np.ndarray, segments: list[dict[str, Any]]) -> np.ndarray:
         by_name = {name.lower(): value for name, value in self.labels.items()}

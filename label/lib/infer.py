@@ -5,6 +5,12 @@ turns it into the case as `run inference` lists it (its four sequence files, the
 convention) after the bundle's preflight check of those files. The rest is the bundle's config as shipped. Options a
 clinician may change per request are top-level keys of that config (`OPTIONS`), plus the fold ensemble of
 `inference_ensemble.json` when fold models exist.
+
+What 3D Slicer's MONAI Label module shows: it asks for `.nrrd` and, with its File Extension setting `.seg.nrrd`, loads
+an answer named `*.seg.nrrd` as a segmentation with the header's names and colours; so an NRRD answer is a segmentation
+file (`lib/seg_nrrd.py`) holding the same label values. With any other setting the module reads the label map and
+gives the i-th name of the answer's `label_names` (by value) label value i, so `label_names` names every value from 1
+up, a value the convention leaves unused (BraTS 2018-2021's 3) by a name no segment has, which Slicer skips.
 """
 
 from __future__ import annotations
@@ -13,10 +19,12 @@ import copy
 import glob
 import logging
 import os
+import tempfile
 from collections.abc import Callable, Hashable, Mapping
 from types import SimpleNamespace
 from typing import Any
 
+import numpy as np
 import torch
 from monai.transforms import MapTransform
 from monailabel.tasks.infer.bundle import BundleInferTask
@@ -24,6 +32,7 @@ from monailabel.utils.others.generic import strtobool
 
 from lib.bundle import parsed, served
 from lib.datastore import RequestError
+from lib.seg_nrrd import write_segmentation
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +40,8 @@ OPTIONS = {"flip_tta": bool, "sw_overlap": float}
 """inference.json keys offered as MONAI Label options (Slicer's Options panel), with their types."""
 ENSEMBLE = "fold_ensemble"
 ENSEMBLE_CONFIG = "inference_ensemble.json"
+SEGMENTATION_EXTENSIONS = (".nrrd", ".seg.nrrd")
+"""Answer extensions written as a 3D Slicer segmentation file (`.seg.nrrd`): Slicer's module asks for `.nrrd`."""
 
 
 class CaseFilesd(MapTransform):
@@ -83,6 +94,13 @@ def segment_info(bundle: SimpleNamespace, convention: Any) -> dict[str, Any]:
     return {"label_colors": colors, "label_info": entries}
 
 
+def positional_label_names(labels: Mapping[str, int]) -> dict[str, int]:
+    """`labels` (name -> value) with every missing value from 1 to the largest named "unused label <value>": 3D
+    Slicer's MONAI Label module gives the i-th name by value label value i, and skips names it has no segment for."""
+    by_value = {value: name for name, value in labels.items()}
+    return {by_value.get(value, f"unused label {value}"): value for value in range(1, max(by_value, default=0) + 1)}
+
+
 class BratsInferTask(BundleInferTask):
     """`BundleInferTask` over whole cases, labelled in the studies' convention, with the bundle's options."""
 
@@ -97,6 +115,29 @@ class BratsInferTask(BundleInferTask):
 
     def info(self) -> dict[str, Any]:
         return {**super().info(), **self.segments}
+
+    def __call__(self, request: dict[str, Any], callbacks: dict | None = None) -> tuple[str | None, dict[str, Any]]:
+        """MONAI Label's inference, its `label_names` as 3D Slicer reads them (`positional_label_names`)."""
+        result_file, result = super().__call__(request, callbacks)
+        result["label_names"] = positional_label_names(self.labels)
+        return result_file, result
+
+    def writer(self, data: dict[str, Any], extension: str | None = None, dtype: Any = None) -> tuple[Any, Any]:
+        """MONAI Label's writer, but an NRRD answer (`SEGMENTATION_EXTENSIONS`) is a `.seg.nrrd` segmentation file:
+        the label map as MONAI Label writes it, each label value a segment with the convention's name and colour."""
+        requested = extension or data.get("result_extension")
+        if requested not in SEGMENTATION_EXTENSIONS or not data.get("result_write_to_file", True):
+            return super().writer(data, extension, dtype)
+        label = data[self.output_label_key]
+        meta = data.get(f"{self.output_label_key}_meta_dict") or {}
+        affine = meta.get("affine") if meta.get("affine") is not None else label.affine  # as MONAI Label's Writer
+        label_map = np.asarray(label.detach().cpu() if isinstance(label, torch.Tensor) else label)
+        affine = np.asarray(affine.detach().cpu() if isinstance(affine, torch.Tensor) else affine, float)
+        segments = [(value, name, self.segments["label_colors"][name]) for name, value in self.labels.items()]
+        handle, path = tempfile.mkstemp(suffix=".seg.nrrd")  # MONAI Label's endpoint deletes it once sent
+        os.close(handle)
+        write_segmentation(path, np.squeeze(label_map, axis=0) if label_map.ndim == 4 else label_map, affine, segments)
+        return path, data.get(self.output_json_key, {})
 
     def pre_transforms(self, data: dict[str, Any] | None = None) -> list:
         for key, kind in OPTIONS.items():

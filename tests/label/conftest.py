@@ -22,7 +22,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import nrrd
+import numpy as np
 import pytest
+import SimpleITK as sitk
 
 REPO = Path(__file__).resolve().parents[2]
 BUNDLE = REPO / "swin_brats_bundle"
@@ -33,7 +36,17 @@ sys.path[:0] = [str(BUNDLE), str(REPO / "tests"), str(APP)]
 from scripts.synthetic_data import write_dataset  # noqa: E402
 from served_bundle import serve_bundle  # noqa: E402
 
+SLICER_MODULE = Path(sys.prefix) / "monailabel" / "plugins" / "slicer" / "MONAILabel"
+"""3D Slicer's MONAI Label module as the monailabel wheel ships it (MONAILabel.py): its client library (MONAILabelLib,
+no Slicer imports) sends requests as Slicer sends them."""
+sys.path.append(str(SLICER_MODULE))
+
+from MONAILabelLib.client import MONAILabelClient  # noqa: E402
+from MONAILabelLib.labelcolors import GenericAnatomyColors  # noqa: E402
+
 MODEL = "swin_brats_bundle"
+SLICER_INFER_PARAMS = {"result_extension": ".nrrd", "result_dtype": "uint8"}
+"""What the module's `MONAILabelLogic.infer` adds to every inference request."""
 MODEL_SETTINGS = {"feature_size": 12, "roi_size": [64, 64, 64]}
 SHAPE = (48, 48, 40)
 ENV = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "PYTHONWARNINGS": "ignore"}
@@ -154,6 +167,10 @@ class Server:
             "POST", f"/infer/{MODEL}?image={image}&output=image", {"params": json.dumps(params or {})}, {}
         )
 
+    def slicer(self, tmpdir: Path) -> MONAILabelClient:
+        """The client 3D Slicer's MONAI Label module talks to this server with, saving answers in `tmpdir`."""
+        return MONAILabelClient(self.url(""), tmpdir=str(tmpdir))
+
     def stop(self) -> None:
         if self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGTERM)
@@ -162,6 +179,45 @@ class Server:
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
+
+
+def ras_affine(image: Any) -> np.ndarray:
+    """The RAS affine (NIfTI's) of a SimpleITK image, whose origin and directions are LPS."""
+    affine = np.eye(4)
+    directions = np.reshape(image.GetDirection(), (3, 3)) * np.asarray(image.GetSpacing())
+    affine[:3, :3] = np.diag([-1.0, -1.0, 1.0]) @ directions
+    affine[:3, 3] = np.diag([-1.0, -1.0, 1.0]) @ np.asarray(image.GetOrigin())
+    return affine
+
+
+def slicer_segments(
+    result_file: str, label_names: dict[str, int], served: list[str], file_extension: str
+) -> dict[str, tuple[np.ndarray, list[float] | None]]:
+    """Segment name -> (voxel mask, colour; None: one Slicer picks) as 3D Slicer's MONAI Label module makes them from
+    an inference answer (`updateSegmentationMask`) with its File Extension setting `file_extension`, `served` being
+    the /info/ labels it made empty segments of, read as Slicer reads them: ITK for the voxels, the NRRD header for a
+    segmentation file's segments."""
+    image = sitk.ReadImage(result_file)
+    assert image.GetNumberOfComponentsPerPixel() == 1, "a label map: one value per voxel"
+    voxels = sitk.GetArrayFromImage(image).transpose()
+    if result_file.endswith(".seg.nrrd") and file_extension == ".seg.nrrd":  # loaded as a segmentation, as it is
+        header, segments, index = nrrd.read_header(result_file), {}, 0
+        while f"Segment{index}_ID" in header:
+            key = f"Segment{index}_"
+            assert header.get(key + "Layer", str(index)) == "0", "one layer: the voxels hold every segment"
+            mask = voxels == int(header.get(key + "LabelValue", 1))
+            segments[header[key + "Name"]] = (mask, [float(c) for c in header[key + "Color"].split()])
+            index += 1
+        return segments
+    # read as a label map: the i-th name of label_names by value gets label value i, if the segment exists; its
+    # colour is the module's anatomy table's for the name (getLabelColor)
+    names = [name for name, _ in sorted(label_names.items(), key=lambda item: item[1])]
+    segments = {}
+    for value, name in enumerate(names, 1):
+        if name in served:
+            color = GenericAnatomyColors.get(name.lower())
+            segments[name] = (voxels == value, [c / 255 for c in color] if color else None)
+    return segments
 
 
 @pytest.fixture(scope="module")

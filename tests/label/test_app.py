@@ -1,5 +1,6 @@
 """The app's parts in this process (no server): every layout's cases listed once with the item `run inference` gives
-them (MSD's 4D files and a plain folder of 4D files too), and every tissue's display colour and SNOMED CT code."""
+them (MSD's 4D files and a plain folder of 4D files too), every tissue's display colour and SNOMED CT code, and 3D
+Slicer's segmentation files (`.seg.nrrd`) written on any grid and read from the forms Slicer saves."""
 
 from __future__ import annotations
 
@@ -7,11 +8,17 @@ import shutil
 from pathlib import Path
 
 import nibabel as nib
+import nrrd
+import numpy as np
 import pytest
-from conftest import BUNDLE, MODEL_SETTINGS, synthetic
+import SimpleITK as sitk
+import torch
+from conftest import BUNDLE, MODEL_SETTINGS, ras_affine, synthetic
 from lib.bundle import bundle_scripts, served
-from lib.datastore import BratsDatastore
+from lib.datastore import BratsDatastore, RequestError
 from lib.infer import BratsInferTask, CaseFilesd
+from lib.seg_nrrd import read_segmentation
+from monai.data import MetaTensor
 from pydicom.sr._concepts_dict import concepts
 from scripts.four_channel_image import four_channel_image
 from scripts.labels import CONVENTIONS, TISSUE_NAMES
@@ -132,3 +139,90 @@ def test_inference_options_reach_the_bundle_config(bundle, tmp_path: Path) -> No
     ensemble = task._get_network("cpu", {**task.config(), "fold_ensemble": True})  # as a request merges them
     assert type(ensemble).__name__ == "FoldEnsemble" and len(ensemble.members) == 2  # the bundle's class
     assert type(task._get_network("cpu", task.config())).__name__ == "SwinUNETR"
+
+
+def oblique_affine() -> np.ndarray:
+    """A RAS affine rotated about two axes, with three spacings and an origin: a mix-up of axes or of RAS and LPS
+    shows in it."""
+    rotation_z = np.array([[0.8, -0.6, 0.0], [0.6, 0.8, 0.0], [0.0, 0.0, 1.0]])
+    rotation_x = np.array([[1.0, 0.0, 0.0], [0.0, 0.96, -0.28], [0.0, 0.28, 0.96]])
+    affine = np.eye(4)
+    affine[:3, :3] = rotation_z @ rotation_x @ np.diag([0.9, 1.2, 2.5])
+    affine[:3, 3] = [-91.0, 12.5, 30.0]
+    return affine
+
+
+def test_an_nrrd_answer_is_a_segmentation_file_on_the_label_maps_grid(bundle, tmp_path: Path) -> None:
+    """`.nrrd` (what 3D Slicer's module asks for) and `.seg.nrrd` answers: one layer of label values with a segment per
+    label value (name, colour), on the prediction's grid as ITK (Slicer) reads it, oblique grids included."""
+    task = BratsInferTask(str(serve_bundle(tmp_path, MODEL_SETTINGS)), {}, bundle, CONVENTIONS["brats2021"])
+    label_map = np.random.default_rng(0).choice([0, 1, 2, 4], size=(1, 9, 8, 7)).astype(np.uint8)
+    affine = oblique_affine()
+    for extension in (".nrrd", ".seg.nrrd"):
+        pred = MetaTensor(torch.as_tensor(label_map), affine=torch.as_tensor(affine))
+        path, _ = task.writer({"pred": pred, "result_extension": extension})
+        assert path.endswith(".seg.nrrd"), extension
+        image = sitk.ReadImage(path)
+        np.testing.assert_allclose(ras_affine(image), affine, atol=1e-6)
+        np.testing.assert_array_equal(sitk.GetArrayFromImage(image).transpose(), label_map[0])
+        header = nrrd.read_header(path)
+        segments = convention_segments(CONVENTIONS["brats2021"])
+        for index, (value, (name, segment)) in enumerate(segments.items()):
+            key = f"Segment{index}_"
+            assert (header[key + "Name"], header[key + "LabelValue"], header[key + "Layer"]) == (name, str(value), "0")
+            assert [float(c) for c in header[key + "Color"].split()] == pytest.approx(segment.color, abs=1e-5)
+        assert f"Segment{len(segments)}_ID" not in header
+        masks, read_affine = read_segmentation(path)
+        assert {name: mask.sum() for name, mask in masks.items()} == {
+            name: (label_map[0] == value).sum() for value, (name, _) in segments.items()
+        }
+        np.testing.assert_allclose(read_affine, affine, atol=1e-6)
+
+
+def slicer_file(path: Path, affine: np.ndarray, layers: np.ndarray, segments: list[tuple[str, int, int]]) -> Path:
+    """A segmentation file as Slicer saves one whose segments overlap or may: a list of 3D layers (the list axis
+    first), each segment (name, layer, label value) in the header."""
+    lps = np.diag([-1.0, -1.0, 1.0])
+    header = {
+        "type": "uint8",
+        "encoding": "gzip",
+        "space": "left-posterior-superior",
+        "kinds": ["list", "domain", "domain", "domain"],
+        "space directions": np.vstack([np.full(3, np.nan), (lps @ affine[:3, :3]).T]),
+        "space origin": lps @ affine[:3, 3],
+    }
+    for index, (name, layer, value) in enumerate(segments):
+        key = f"Segment{index}_"
+        header |= {key + "ID": f"Segment_{index}", key + "Name": name, key + "Color": "1 0 0"}
+        header |= {key + "Layer": str(layer), key + "LabelValue": str(value)}
+    nrrd.write(str(path), layers.astype(np.uint8), header, index_order="F")
+    return path
+
+
+def test_a_segmentation_file_is_stored_by_its_segment_names(msd: Path, bundle, tmp_path: Path) -> None:
+    """Layers and Slicer's own label values do not matter, names do; Slicer's helper segments are left out; an
+    unserved name or two segments on one voxel are refused by name."""
+    studies = tmp_path / "studies"
+    shutil.copytree(msd, studies)
+    store, case = datastore(studies, bundle, "msd"), MSD.case_id(0)
+    truth = nib.load(studies / "labelsTr" / f"{case}.nii.gz")
+    values = np.asarray(truth.dataobj)
+    assert set(np.unique(values)) == {0, 1, 2, 3}
+    layers = np.zeros((2, *values.shape), np.uint8)
+    layers[0][values == 3], layers[0][values == 1], layers[1][values == 2] = 7, 2, 1  # enhancing, edema; non-enh.
+    segments = [("enhancing tumour", 0, 7), ("non-enhancing tumour", 1, 1), ("edema", 0, 2), ("background", 1, 5)]
+    label = slicer_file(tmp_path / "a.seg.nrrd", truth.affine, layers, segments)
+    store.save_label(case, str(label), "final", {"label_info": [{"name": "edema", "idx": 1}]})  # not used: named
+    saved = nib.load(studies / "labels" / "final" / f"{case}.nii.gz")
+    np.testing.assert_array_equal(np.asarray(saved.dataobj), values)
+    np.testing.assert_allclose(saved.affine, truth.affine, atol=1e-4)
+
+    unknown = slicer_file(tmp_path / "b.seg.nrrd", truth.affine, layers, [("tumour", 0, 7)])
+    with pytest.raises(RequestError, match="segment 'tumour' is not one of the served labels"):
+        store.save_label(case, str(unknown), "final", {})
+    layers[1][values == 3] = 1  # non-enhancing tumour over the enhancing tumour too
+    overlapping = slicer_file(tmp_path / "c.seg.nrrd", truth.affine, layers, segments)
+    with pytest.raises(
+        RequestError, match=f"segment 'non-enhancing tumour' overlaps another in {(values == 3).sum()} voxels"
+    ):
+        store.save_label(case, str(overlapping), "final", {})

@@ -1,6 +1,7 @@
 """A real MONAI Label server over a BraTS 2021 folder as downloaded: the datastore lists each case once, /infer answers
-`run inference`'s label map on the grid of the image shown (also for an uploaded 4D file), bad requests get a one-line
-reason and the server goes on.
+`run inference`'s label map on the grid of the image shown (also for an uploaded 4D file), 3D Slicer's MONAI Label
+module gets named, coloured segments in the label values (BraTS 2021's 4 included) and its saved segmentation files are
+stored in label values, bad requests get a one-line reason and the server goes on.
 
 One server for the module; the tests run in file order, the bad requests first, so the good /infer after them also
 shows the server kept serving.
@@ -13,9 +14,11 @@ import shutil
 from pathlib import Path
 
 import nibabel as nib
+import nrrd
 import numpy as np
 import pytest
-from conftest import MODEL, Reference, Server, make_app, synthetic
+import SimpleITK as sitk
+from conftest import MODEL, SLICER_INFER_PARAMS, Reference, Server, make_app, ras_affine, slicer_segments, synthetic
 from scripts.four_channel_image import four_channel_image
 from scripts.labels import CONVENTIONS, label_names
 from scripts.layouts import LAYOUTS
@@ -137,3 +140,70 @@ def test_a_label_naming_an_unserved_segment_or_off_the_grid_is_refused(
     status, body = server.multipart("PUT", f"/datastore/label?image={GOOD}&tag=final", {}, {"label": label})
     assert status == 422 and json.loads(body)["detail"].startswith("label of shape (8, 8, 8); the case's grid is")
     assert not (studies / "labels" / "final" / f"{GOOD}.nii.gz").exists()
+
+
+def test_3d_slicer_shows_the_label_map_as_named_coloured_segments(
+    server: Server, reference: Reference, studies: Path, tmp_path: Path
+) -> None:
+    """Asked as 3D Slicer's MONAI Label module asks (its client, `.nrrd`), the answer is a `*.seg.nrrd` file on the
+    shown grid holding `run inference`'s label map; loaded as a segmentation (the module's File Extension `.seg.nrrd`)
+    its segments carry the convention's names and colours; read as a label map (any other File Extension),
+    `label_names` still gives each served name its own voxels (BraTS 2021's enhancing tumour is 4, not the module's
+    3rd value)."""
+    result_file, params = server.slicer(tmp_path).infer(MODEL, GOOD, dict(SLICER_INFER_PARAMS))
+    assert result_file.endswith(".seg.nrrd")  # what the module checks before loading it as a segmentation
+    expected = np.asarray(nib.load(reference.prediction(GOOD)).dataobj)
+    shown = nib.load(studies / GOOD / LAYOUT.file_name(GOOD, "flair"))
+    image = sitk.ReadImage(result_file)
+    assert image.GetSize() == shown.shape
+    np.testing.assert_allclose(ras_affine(image), shown.affine, atol=1e-4)
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(image).transpose(), expected)
+
+    segments = convention_segments(CONVENTION)
+    truth = {name: (expected == value, list(segment.color)) for value, (name, segment) in segments.items()}
+    assert all(mask.any() for mask, _ in truth.values())  # every segment has voxels: a misplaced one shows
+    served = server.get("/info/")["labels"]
+    loaded = slicer_segments(result_file, params["label_names"], served, ".seg.nrrd")
+    assert list(loaded) == list(truth)  # in label-value order
+    for name, (mask, color) in loaded.items():
+        np.testing.assert_array_equal(mask, truth[name][0], err_msg=name)
+        assert color == pytest.approx(truth[name][1], abs=1e-5), name
+    read = slicer_segments(result_file, params["label_names"], served, ".nii.gz")
+    assert list(read) == list(truth)
+    for name, (mask, _) in read.items():
+        np.testing.assert_array_equal(mask, truth[name][0], err_msg=name)
+
+
+def test_a_segmentation_file_saved_by_3d_slicer_is_stored_in_label_values(
+    server: Server, studies: Path, tmp_path: Path
+) -> None:
+    """With File Extension `.seg.nrrd` the module submits its segmentation node as Slicer saves it: label values of
+    Slicer's own numbering, segment names in the header, `label_info` counting every segment of the node; the server
+    stores the label by the header's names."""
+    truth = nib.load(studies / GOOD / LAYOUT.file_name(GOOD, "seg"))
+    values = np.asarray(truth.dataobj)
+    order = ["enhancing tumour", "peritumoral edema", "necrotic / non-enhancing tumour core"]  # the editor's order
+    value_of = {name: value for value, name in CONVENTION.labels.items()}
+    lps = np.diag([-1.0, -1.0, 1.0])
+    header = {
+        "type": "uint8",
+        "encoding": "gzip",
+        "space": "left-posterior-superior",
+        "kinds": ["domain", "domain", "domain"],
+        "space directions": (lps @ truth.affine[:3, :3]).T,
+        "space origin": lps @ truth.affine[:3, 3],
+        "Segmentation_ReferenceImageExtentOffset": "0 0 0",
+    }
+    slicer_values, extent = np.zeros(values.shape, np.uint8), " ".join(f"0 {size - 1}" for size in values.shape)
+    for index, name in enumerate(order):
+        slicer_values[values == value_of[name]] = index + 1
+        key = f"Segment{index}_"
+        header |= {key + "ID": f"Segment_{index + 1}", key + "Name": name, key + "Color": "0.5 0.5 0.5"}
+        header |= {key + "LabelValue": str(index + 1), key + "Layer": "0", key + "Extent": extent}
+    label = tmp_path / "tmpa1b2c3.seg.nrrd"  # as Slicer names it (a temporary file with the File Extension)
+    nrrd.write(str(label), slicer_values, header, index_order="F")
+    label_info = [{"name": name, "idx": index} for index, name in enumerate(order, 2)]  # a helper segment first
+    server.slicer(tmp_path).save_label(GOOD, str(label), params={"label_info": label_info})
+    saved = nib.load(studies / "labels" / "final" / f"{GOOD}.nii.gz")
+    np.testing.assert_array_equal(np.asarray(saved.dataobj), values)
+    np.testing.assert_allclose(saved.affine, truth.affine, atol=1e-4)

@@ -18,12 +18,15 @@ from scripts.layouts import LAYOUTS
 LAYOUT = LAYOUTS["brats2023"]
 CONVENTION = CONVENTIONS["brats2023"]
 CASE = LAYOUT.case_id(0)
-# one epoch that moves the weights (no warm-up step at learning rate 0), on the CPU, validated on the training case
+# one epoch (one case: one iteration) that moves the weights (no warm-up step at learning rate 0), on the CPU, at the
+# smallest training window (64 voxels) without gradient checkpointing, validated on the training case
 TRAIN_REQUEST = {
     "max_epochs": 1,
     "warmup_epochs": 0,
     "learning_rate": 0.01,
     "val_split": 0.0,
+    "roi_size": [64, 64, 64],
+    "use_checkpoint": False,
     "num_workers": 0,
     "cache": "none",
     "progress_bar": False,
