@@ -11,21 +11,9 @@ import numpy as np
 from pydicom import Dataset
 from pydicom.sr.codedict import codes
 from pydicom.sr.coding import Code
-from scripts.atomic import atomic_path  # the bundle's: needs the bundle root on sys.path
+from scripts import segments  # the bundle's (it needs the bundle root on sys.path): colour and code per tissue
+from scripts.atomic import atomic_path
 
-# SNOMED CT codes per tissue (the bundle's `labels.TISSUE_NAMES`): 6574001 Necrosis for the non-enhancing / necrotic
-# core, 79654002 Edema for edema and FLAIR hyperintensity, 108369006 Neoplasm for the enhancing tumour, 367643001 Cyst,
-# 228791009 Gross tumor volume, and for the resection cavity (DICOM lists no cavity code) 245849007 Post-surgical
-# anatomy; category 49755003 Morphologically abnormal structure.
-CATEGORY = codes.SCT.MorphologicallyAbnormalStructure
-TISSUE_CODES: dict[str, Code] = {
-    **dict.fromkeys(("NCR", "NET", "NETC"), codes.SCT.Necrosis),
-    **dict.fromkeys(("ED", "SNFH"), codes.SCT.Edema),
-    "ET": codes.SCT.Neoplasm,
-    "CC": codes.SCT.Cyst,
-    "GTV": codes.SCT.GrossTumorVolume,
-    "RC": codes.SCT.PostSurgicalAnatomy,
-}
 SEG_SERIES_DESCRIPTION = "Swin UNETR brain tumour segmentation, not for clinical use"
 
 
@@ -36,24 +24,34 @@ def write_label_map(label: np.ndarray, affine: np.ndarray, path: Path) -> Path:
     return path
 
 
+def dicom_code(code: segments.Code) -> Code:
+    """The bundle's (value, meaning, scheme) code as pydicom's `Code`."""
+    return Code(code.value, code.scheme, code.meaning)
+
+
 def segment_descriptions(
     labels: Mapping[int, str], tissues: Mapping[int, str], bundle_version: str
 ) -> list[hd.seg.SegmentDescription]:
-    """Segments 1..N for the label values in ascending order, named by the convention and coded by their tissue."""
+    """Segments 1..N for the label values in ascending order, named by the convention; code, category and display
+    colour those of their tissue in the bundle's `segments.SEGMENTS`."""
     algorithm = hd.AlgorithmIdentificationSequence(
         name="swin_brats_bundle", version=bundle_version, family=codes.DCM.ArtificialIntelligence
     )
-    return [
-        hd.seg.SegmentDescription(
-            segment_number=number,
-            segment_label=labels[value][:64],  # LO
-            segmented_property_category=CATEGORY,
-            segmented_property_type=TISSUE_CODES[tissues[value]],
-            algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
-            algorithm_identification=algorithm,
+    described = []
+    for number, value in enumerate(sorted(labels), 1):
+        segment = segments.SEGMENTS[tissues[value]]
+        described.append(
+            hd.seg.SegmentDescription(
+                segment_number=number,
+                segment_label=labels[value][:64],  # LO
+                segmented_property_category=dicom_code(segment.category),
+                segmented_property_type=dicom_code(segment.code),
+                algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
+                algorithm_identification=algorithm,
+                display_color=hd.color.CIELabColor.from_rgb(*segment.rgb255),
+            )
         )
-        for number, value in enumerate(sorted(labels), 1)
-    ]
+    return described
 
 
 def write_dicom_seg(

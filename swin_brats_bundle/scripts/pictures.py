@@ -19,16 +19,11 @@ from monai.data.utils import affine_to_spacing
 from scripts.atomic import atomic_write
 from scripts.labels import LabelConvention
 from scripts.layouts import CASE_FOLDER_LAYOUTS, LAYOUTS
+from scripts.segments import SEGMENTS
 
-# Overlay colour per tissue (RGB; `labels.TISSUE_NAMES`); the legend names each label with the convention's own text.
-TISSUE_COLOURS = {
-    **dict.fromkeys(("ED", "SNFH"), (0.1, 0.85, 0.2)),
-    **dict.fromkeys(("NCR", "NET", "NETC"), (0.95, 0.15, 0.1)),
-    "ET": (1.0, 0.9, 0.0),
-    "RC": (0.2, 0.45, 1.0),
-    "CC": (0.0, 0.9, 0.9),
-    "GTV": (1.0, 0.3, 0.9),
-}
+# Overlay colour per tissue (RGB; `labels.TISSUE_NAMES`), the one MONAI Label and the DICOM SEG show too; the legend
+# names each label with the convention's own text.
+TISSUE_COLOURS = {tissue: segment.color for tissue, segment in SEGMENTS.items()}
 ROLE_COLOURS = {"edema": TISSUE_COLOURS["ED"], "core_only": TISSUE_COLOURS["NCR"], "enhancing": TISSUE_COLOURS["ET"]}
 OVERLAY_ALPHA = 0.45
 # Per view: the sliced axis, and the side letters (left, right, top) of the picture for RAS-ordered arrays.

@@ -61,7 +61,9 @@ def test_dicom_study_gives_the_same_label_map_and_a_dicom_seg(
         assert description.segment_label == BRATS2021.labels[value]
         assert description.segmented_property_category == codes.SCT.MorphologicallyAbnormalStructure
     types = [seg.get_segment_description(n).segmented_property_type for n in (1, 2, 3)]
-    assert types == [codes.SCT.Necrosis, codes.SCT.Edema, codes.SCT.Neoplasm]
+    # DICOM's Brain Lesion Segmentation Type With Necrosis (CID 7168), as scripts/segments.py gives them
+    assert types == [codes.SCT.Necrosis, codes.SCT.Edema, codes.NCIt.EnhancingLesion]
+    assert [t.meaning for t in types] == ["Necrosis", "Edema", "Enhancing Lesion"]
     # one frame per segment and slice holding it (empty frames left out)
     assert seg.NumberOfFrames == sum(int((label == v).any(axis=(0, 1)).sum()) for v in values)
 

@@ -1,5 +1,5 @@
 """The app's parts in this process (no server): every layout's cases listed once with the item `run inference` gives
-them (MSD's 4D files and a plain folder of 4D files too), every tissue's display colour and SNOMED CT code, and 3D
+them (MSD's 4D files and a plain folder of 4D files too), every tissue's display colour and DICOM code, and 3D
 Slicer's segmentation files (`.seg.nrrd`) written on any grid and read from the forms Slicer saves."""
 
 from __future__ import annotations
@@ -23,8 +23,7 @@ from pydicom.sr._concepts_dict import concepts
 from scripts.four_channel_image import four_channel_image
 from scripts.labels import CONVENTIONS, TISSUE_NAMES
 from scripts.layouts import LAYOUTS
-from scripts.pictures import TISSUE_COLOURS
-from scripts.segments import CATEGORY, SEGMENTS, convention_segments
+from scripts.segments import CATEGORY, SEGMENTS, SNOMED, convention_segments
 from served_bundle import serve_bundle
 
 MSD = LAYOUTS["msd"]
@@ -105,13 +104,13 @@ def test_a_case_missing_a_sequence_is_listed_and_refused_by_name(bundle, tmp_pat
 
 def test_every_tissue_has_a_colour_and_a_dicom_code() -> None:
     assert set(SEGMENTS) == set(TISSUE_NAMES)
-    snomed = {(code, meaning) for by_code in concepts["SCT"].values() for code, (meaning, _) in by_code.items()}
     newer = {"RC"}  # Post-surgical anatomy (245849007) is in pydicom 3's lists, not in this environment's pydicom 2
     for tissue, segment in SEGMENTS.items():
         assert all(0 <= c <= 1 for c in segment.color), tissue
-        assert tissue in newer or segment.code in snomed, tissue
-    assert CATEGORY in snomed
-    assert {tissue: segment.color for tissue, segment in SEGMENTS.items()} == TISSUE_COLOURS  # the pictures' colours
+        for code in (segment.code, segment.category):
+            known = {(value, meaning) for by in concepts[code.scheme].values() for value, (meaning, _) in by.items()}
+            assert (code.value, code.meaning) in known or (tissue in newer and code == segment.code), (tissue, code)
+    assert CATEGORY == ("49755003", "Morphologically Abnormal Structure", SNOMED)
     for name, convention in CONVENTIONS.items():
         segments = convention_segments(convention)
         assert list(segments) == sorted(convention.labels), name
@@ -216,6 +215,20 @@ def test_a_segmentation_file_is_stored_by_its_segment_names(msd: Path, bundle, t
     saved = nib.load(studies / "labels" / "final" / f"{case}.nii.gz")
     np.testing.assert_array_equal(np.asarray(saved.dataobj), values)
     np.testing.assert_allclose(saved.affine, truth.affine, atol=1e-4)
+
+    # without Allow Overlapping Segmentations Slicer saves a label map under the same name: numbered by label_info
+    plain = tmp_path / "d.seg.nrrd"
+    header = {"space": "left-posterior-superior", "space origin": np.diag([-1.0, -1.0, 1.0]) @ truth.affine[:3, 3]}
+    header["space directions"] = (np.diag([-1.0, -1.0, 1.0]) @ truth.affine[:3, :3]).T
+    nrrd.write(str(plain), np.choose(values, [0, 3, 1, 2]).astype(np.uint8), header, index_order="F")
+    order = [
+        {"name": "non-enhancing tumour", "idx": 1},
+        {"name": "enhancing tumour", "idx": 2},
+        {"name": "edema", "idx": 3},
+    ]
+    (studies / "labels" / "final" / f"{case}.nii.gz").unlink()
+    store.save_label(case, str(plain), "final", {"label_info": order})
+    np.testing.assert_array_equal(np.asarray(nib.load(studies / "labels" / "final" / f"{case}.nii.gz").dataobj), values)
 
     unknown = slicer_file(tmp_path / "b.seg.nrrd", truth.affine, layers, [("tumour", 0, 7)])
     with pytest.raises(RequestError, match="segment 'tumour' is not one of the served labels"):

@@ -4,11 +4,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import matplotlib.image
 import nibabel as nib
 import numpy as np
 import pytest
-from scripts.labels import CONVENTIONS, detect_convention
-from scripts.pictures import extract_views, ras_spacing, render_case, reorient_to_ras, tumour_centre
+from scripts.labels import CONVENTIONS, TISSUE_NAMES, detect_convention
+from scripts.pictures import OVERLAY_ALPHA, extract_views, ras_spacing, render_case, reorient_to_ras, tumour_centre
+from scripts.segments import SEGMENTS
 from scripts.visualize import main
 
 BUNDLE = Path(__file__).resolve().parents[2] / "swin_brats_bundle"
@@ -55,6 +57,23 @@ def test_only_prediction_gives_two_columns(tmp_path: Path) -> None:
     assert width == 640
     with pytest.raises(ValueError, match=r"label values \[4\]"):
         render_case(flair, tmp_path / "bad.png", CONVENTIONS["msd"], prediction=prediction + (prediction > 0))
+
+
+def test_overlays_show_each_tissue_in_its_segments_colour(tmp_path: Path) -> None:
+    """Every tissue, drawn over a black FLAIR, shows as its `segments.py` colour blended at OVERLAY_ALPHA: the colour
+    MONAI Label and the DICOM SEG give it too."""
+    conventions = ("brats2021", "msd", "brats2024", "ped", "men_rt")
+    assert {t for name in conventions for t in CONVENTIONS[name].tissues.values()} == set(TISSUE_NAMES)
+    for name in conventions:
+        convention = CONVENTIONS[name]
+        label = np.zeros((32, 32, 8), dtype=np.uint8)
+        for i, value in enumerate(sorted(convention.labels)):  # one 12 x 12 x 4 block per value, quadrants
+            label[16 * (i % 2) + 2 : 16 * (i % 2) + 14, 16 * (i // 2) + 2 : 16 * (i // 2) + 14, 2:6] = value
+        picture = render_case(np.zeros(label.shape, np.float32), tmp_path / f"{name}.png", convention, prediction=label)
+        rgb = matplotlib.image.imread(picture)[..., :3] * 255
+        for value, tissue in convention.tissues.items():
+            shown = OVERLAY_ALPHA * np.array(SEGMENTS[tissue].color) * 255  # over black
+            assert (np.abs(rgb - shown).max(axis=-1) < 4).sum() > 12 * 12 * 4, (name, value, tissue)
 
 
 def test_tumour_centre_fallbacks() -> None:
