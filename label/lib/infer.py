@@ -66,10 +66,14 @@ class CaseFilesd(MapTransform):
         return d
 
 
+def coded(code: Any) -> dict[str, str]:
+    """A `segments.Code` (value, meaning, scheme) as a DICOM code sequence item."""
+    return {"CodeValue": code.value, "CodingSchemeDesignator": code.scheme, "CodeMeaning": code.meaning}
+
+
 def segment_info(bundle: SimpleNamespace, convention: Any) -> dict[str, Any]:
     """The served labels' colours and codes, as MONAI Label's DICOM SEG writer takes them (`label_info` entries)."""
     segments = bundle.segments.convention_segments(convention)
-    category, scheme = bundle.segments.CATEGORY, bundle.segments.SNOMED
     entries = []
     for value, (name, segment) in segments.items():
         attribute = {
@@ -77,16 +81,8 @@ def segment_info(bundle: SimpleNamespace, convention: Any) -> dict[str, Any]:
             "SegmentLabel": name,
             "SegmentAlgorithmType": "AUTOMATIC",
             "SegmentAlgorithmName": "swin_brats_bundle",
-            "SegmentedPropertyCategoryCodeSequence": {
-                "CodeValue": category[0],
-                "CodingSchemeDesignator": scheme,
-                "CodeMeaning": category[1],
-            },
-            "SegmentedPropertyTypeCodeSequence": {
-                "CodeValue": segment.code[0],
-                "CodingSchemeDesignator": scheme,
-                "CodeMeaning": segment.code[1],
-            },
+            "SegmentedPropertyCategoryCodeSequence": coded(segment.category),
+            "SegmentedPropertyTypeCodeSequence": coded(segment.code),
             "recommendedDisplayRGBValue": segment.rgb255,
         }
         entries.append({"name": name, "idx": value, "color": segment.rgb255, "segmentAttribute": attribute})

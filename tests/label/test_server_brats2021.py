@@ -75,6 +75,12 @@ def test_info_lists_the_model_and_each_case_once_with_the_dataset_labels(server:
     types = [e["segmentAttribute"]["SegmentedPropertyTypeCodeSequence"]["CodeValue"] for e in model["label_info"]]
     assert types == [segment.code.value for _, segment in convention_segments(CONVENTION).values()]
     assert types == ["6574001", "79654002", "C113842"]  # SNOMED CT Necrosis, Edema; NCIt Enhancing Lesion (CID 7168)
+    sequences = [
+        e["segmentAttribute"][key]
+        for e in model["label_info"]
+        for key in ("SegmentedPropertyCategoryCodeSequence", "SegmentedPropertyTypeCodeSequence")
+    ]
+    assert [s["CodingSchemeDesignator"] for s in sequences] == ["SCT", "SCT", "SCT", "SCT", "SCT", "NCIt"]
     assert model["config"]["flip_tta"] is False and model["config"]["sw_overlap"] == 0.5  # inference.json's own
     assert MODEL in info["trainers"]
     objects = server.get("/datastore/?output=all")["objects"]
