@@ -40,9 +40,9 @@ ENHANCING = Code("C113842", "Enhancing Lesion", NCIT)  # CID 7168, 7169
 # it): NETC of BraTS MEN, MET, PED and post-treatment GLI, MSD's NET. BraTS 2021/2023 GLI's NCR keeps Necrosis.
 NON_ENHANCING = Code("C81175", "Non-Enhancing Lesion", NCIT)  # CID 7168, 7169
 CYST = Code("367643001", "Cyst")  # CID 7159
-# No segmentation context group has a (resection) cavity: CID 7151's only cavities are normal anatomy (91806002 Body
-# cavity). SNOMED CT 245849007 "Post-surgical anatomy (morphologic abnormality)" is the morphologic abnormality that
-# surgery leaves, under the category's own hierarchy (49755003); DICOM lists it in CID 9272 (pydicom 3's dictionary).
+# No segmentation context group has a (resection) cavity: CID 7151's cavities are normal anatomy (91806002 Body
+# cavity, ...). SNOMED CT 245849007 "Post-surgical anatomy (morphologic abnormality)" is the abnormality surgery leaves,
+# under the category's own hierarchy (49755003); DICOM lists it only in CID 9272 RT ROI Image Acquisition Context.
 POST_SURGICAL = Code("245849007", "Post-surgical anatomy")
 GTV = Code("228791009", "GTV")  # CID 9534 Radiotherapy Target (BraTS MEN-RT's label is a radiotherapy target)
 
