@@ -5,6 +5,7 @@ The library behind `visualize.py` (the command line) and the evaluation's per-ca
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -131,6 +132,22 @@ def _legend(convention: LabelConvention) -> list[Patch]:
     ]
 
 
+LEGEND_HANDLE_INCHES, LEGEND_CHARACTER_INCHES = 0.6, 0.07  # a legend entry at font size 8: handle, padding, letters
+
+
+def _fitted_legend(convention: LabelConvention, width_inches: float) -> tuple[list[Patch], int]:
+    """The legend's entries and as many columns (at most 3) as the figure's width holds; names too long for one
+    column are wrapped, so none is cut off (MEN's "2: surrounding non-enhancing FLAIR hyperintensity")."""
+    legend = _legend(convention)
+    longest = max(len(patch.get_label()) for patch in legend)
+    ncols = int(width_inches // (LEGEND_HANDLE_INCHES + LEGEND_CHARACTER_INCHES * longest))
+    if ncols < 1:
+        characters = max(12, int((width_inches - LEGEND_HANDLE_INCHES) / LEGEND_CHARACTER_INCHES))
+        for patch in legend:
+            patch.set_label(textwrap.fill(patch.get_label(), characters))
+    return legend, max(1, min(len(legend), 3, ncols))
+
+
 def draw_views(views: CaseViews, output_png: str | Path, convention: LabelConvention, title: str = "") -> Path:
     """Rows axial/sagittal/coronal, columns FLAIR, + ground truth, + prediction (those given); written atomically."""
     columns = [("FLAIR", None)]
@@ -152,8 +169,8 @@ def draw_views(views: CaseViews, output_png: str | Path, convention: LabelConven
             if col == 0:
                 ax.set_ylabel(f"{view} ({'xyz'[axis]}={views.centre[axis]})", fontsize=9)
             _side_letters(ax, sides)
-    legend = _legend(convention)
-    figure.legend(handles=legend, loc="outside lower center", ncols=min(len(legend), 3), fontsize=8, frameon=False)
+    legend, ncols = _fitted_legend(convention, figure.get_figwidth())
+    figure.legend(handles=legend, loc="outside lower center", ncols=ncols, fontsize=8, frameon=False)
     if title:
         figure.suptitle(title, fontsize=11)
     return _save_atomically(figure, Path(output_png))

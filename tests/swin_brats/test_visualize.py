@@ -151,3 +151,27 @@ def test_cli_errors_name_the_file(make_dataset, tmp_path: Path, capsys) -> None:
     assert main(arguments) == 1
     assert f"{seg}: label values [4] are not part of the 'msd' convention" in capsys.readouterr().err
     assert not (tmp_path / "x.png").exists()
+
+
+@pytest.mark.parametrize("columns", [1, 2, 3])
+@pytest.mark.parametrize("name", sorted(CONVENTIONS))
+def test_the_legend_fits_inside_the_picture(name: str, columns: int) -> None:
+    """Every convention's legend, laid out as draw_views lays it out, lies within the figure's width."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from scripts.pictures import _fitted_legend
+
+    figure = Figure(figsize=(3.2 * columns, 4), layout="constrained")
+    FigureCanvasAgg(figure)
+    legend, ncols = _fitted_legend(CONVENTIONS[name], figure.get_figwidth())
+    drawn = figure.legend(
+        handles=legend,
+        loc="outside lower center",
+        ncols=ncols,
+        fontsize=8,
+        frameon=False,
+    )
+    renderer = figure.canvas.get_renderer()
+    figure.draw(renderer)
+    box, frame = drawn.get_window_extent(renderer), figure.bbox
+    assert frame.x0 <= box.x0 and box.x1 <= frame.x1, f"{name}: legend {box} outside the figure {frame}"
