@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 TORCH_PIN := torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: install deploy-install label-install demo test zoo-check package bench brats-eval-bench lint format sync-hooks clean
+.PHONY: install deploy-install label-install demo test test-bundles zoo-check package bench brats-eval-bench lint format sync-hooks clean
 
 install: $(STAMP)
 
@@ -27,8 +27,8 @@ deploy-install: $(DEPLOY_STAMP)
 $(DEPLOY_STAMP): deploy/requirements.txt
 	$(PYTHON) -m venv $(DEPLOY_VENV)
 	$(DEPLOY_PY) -m pip install --quiet --upgrade pip
-	$(DEPLOY_PY) -m pip install --quiet $(TORCH_PIN)
-	$(DEPLOY_PY) -m pip install --quiet -r deploy/requirements.txt
+	$(DEPLOY_PY) -m pip install --quiet --no-compile $(TORCH_PIN)
+	$(DEPLOY_PY) -m pip install --quiet --no-compile -r deploy/requirements.txt
 	touch $(DEPLOY_STAMP)
 
 # MONAI Label's environment (label/README.md): monailabel 0.8.5 with its torch/torchvision pair and pydicom<3, every
@@ -42,7 +42,7 @@ label-install: $(LABEL_STAMP)
 $(LABEL_STAMP): label/requirements.txt
 	$(PYTHON) -m venv $(LABEL_VENV)
 	$(LABEL_PY) -m pip install --quiet --upgrade pip
-	$(LABEL_PY) -m pip install --quiet --no-deps -r label/requirements.txt
+	$(LABEL_PY) -m pip install --quiet --no-compile --no-deps -r label/requirements.txt
 	touch $(LABEL_STAMP)
 
 demo: install
@@ -60,11 +60,16 @@ OUT ?= dist
 # package), spread over TEST_WORKERS processes a file at a time (pytest-xdist): most tests wait on single-threaded
 # process start-up, so two workers on 2 cores finish sooner than one; TEST_WORKERS=0 runs it in one process.
 # tests/deploy and tests/label run in their apps' environments, their `run inference` references in .venv.
+# The apps' environments install while the bundle suites run (their downloads wait on the network, not the cores).
+# Each pytest prints its slowest tests.
 TEST_WORKERS ?= 2
-test: lint zoo-check deploy-install label-install
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
-	@echo "== pytest tests/deploy"; $(DEPLOY_PY) -m pytest tests/deploy
-	@echo "== pytest tests/label"; $(LABEL_PY) -m pytest tests/label
+test: lint zoo-check
+	$(MAKE) --no-print-directory -j 3 test-bundles deploy-install label-install
+	@echo "== pytest tests/deploy"; $(DEPLOY_PY) -m pytest tests/deploy --durations 5
+	@echo "== pytest tests/label"; $(LABEL_PY) -m pytest tests/label --durations 5
+
+test-bundles: install
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --durations 25
 
 zoo-check: install
 	$(PY) ci/check_bundle.py $(BUNDLES) $(if $(BASE_REF),--base-ref $(BASE_REF))
