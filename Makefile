@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 TORCH_PIN := torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: install deploy-install label-install demo test test-bundles zoo-check package bench brats-eval-bench lint format sync-hooks clean
+.PHONY: install deploy-install label-install demo test test-bundles test-apps zoo-check package bench brats-eval-bench lint format sync-hooks clean
 
 install: $(STAMP)
 
@@ -60,16 +60,18 @@ OUT ?= dist
 # package), spread over TEST_WORKERS processes a file at a time (pytest-xdist): most tests wait on single-threaded
 # process start-up, so two workers on 2 cores finish sooner than one; TEST_WORKERS=0 runs it in one process.
 # tests/deploy and tests/label run in their apps' environments, their `run inference` references in .venv.
-# The apps' environments install while the bundle suites run (their downloads wait on the network, not the cores).
-# Each pytest prints its slowest tests.
+# The apps' environments install and their suites run (one after the other) while the bundle suites run: the installs
+# wait on downloads, and the two streams fill each other's idle time; output is kept whole line by line.
 TEST_WORKERS ?= 2
 test: lint zoo-check
-	$(MAKE) --no-print-directory -j 3 test-bundles deploy-install label-install
-	@echo "== pytest tests/deploy"; $(DEPLOY_PY) -m pytest tests/deploy --durations 5
-	@echo "== pytest tests/label"; $(LABEL_PY) -m pytest tests/label --durations 5
+	$(MAKE) --no-print-directory --output-sync=line -j 2 test-bundles test-apps
 
 test-bundles: install
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --durations 25
+
+test-apps: deploy-install label-install
+	@echo "== pytest tests/deploy"; $(DEPLOY_PY) -m pytest tests/deploy --durations 5
+	@echo "== pytest tests/label"; $(LABEL_PY) -m pytest tests/label --durations 5
 
 zoo-check: install
 	$(PY) ci/check_bundle.py $(BUNDLES) $(if $(BASE_REF),--base-ref $(BASE_REF))

@@ -118,21 +118,43 @@ def _worker_stderr(log: Path) -> str:
     return "".join(path.read_text() for path in sorted(log.with_suffix(".worker").rglob("stderr.log")))
 
 
-def _signal_node(launcher: subprocess.Popen, signum: int) -> None:
-    """Send `signum` to a launcher and every process under it: torchrun starts its workers in sessions of their own."""
+def _tree(launcher: subprocess.Popen) -> set[int]:
+    """A launcher and every process under it: torchrun starts its workers in sessions of their own."""
     parents = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             parents[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
         except (OSError, IndexError, ValueError):
             continue  # the process ended while being listed
-    doomed, frontier = set(), {launcher.pid}
+    tree, frontier = set(), {launcher.pid}
     while frontier:
-        doomed |= frontier
-        frontier = {pid for pid, parent in parents.items() if parent in frontier} - doomed
-    for pid in doomed:
+        tree |= frontier
+        frontier = {pid for pid, parent in parents.items() if parent in frontier} - tree
+    return tree
+
+
+def _signal_node(launcher: subprocess.Popen, signum: int) -> None:
+    """Send `signum` to a launcher and every process under it."""
+    for pid in _tree(launcher):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signum)
+
+
+def _rendezvous_host(launchers: list[subprocess.Popen], port: int) -> int:
+    """The index of the launcher listening on the rendezvous `port`: the one hosting the c10d store (on one machine
+    the first launcher to bind the endpoint; on a cluster the node named in `--rdzv_endpoint`)."""
+    sockets = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:  # 0A: LISTEN
+                sockets.add(f"socket:[{fields[9]}]")
+    for index, launcher in enumerate(launchers):
+        for pid in _tree(launcher):
+            with contextlib.suppress(OSError):
+                if any(os.readlink(fd) in sockets for fd in Path(f"/proc/{pid}/fd").iterdir()):
+                    return index
+    raise AssertionError(f"no launcher listens on the rendezvous port {port}")
 
 
 def _kill_node(launcher: subprocess.Popen) -> None:
@@ -165,18 +187,24 @@ def test_two_nodes_train_resume_together_after_one_is_killed_and_match_one_proce
             time.sleep(0.5)
         assert checkpoint.exists(), logs[0].read_text()[-6000:]
         # a node that hangs (SIGSTOP: its sockets stay open, so no "connection closed" tells the survivor): the
-        # survivor waits in its next collective for dist_timeout_s, then must end by itself, in one line
-        _signal_node(nodes[1], signal.SIGSTOP)
+        # survivor waits in its next collective for dist_timeout_s, then must end by itself, in one line. The frozen
+        # node is the one not hosting the rendezvous store, as on a cluster where any node but the rdzv_endpoint's
+        # dies (torchrun's own agent waits on a lost store for timeouts of its own, which dist_timeout_s does not set)
+        host = _rendezvous_host(nodes, port)
+        survivor_node, frozen_node = nodes[host], nodes[1 - host]
+        _signal_node(frozen_node, signal.SIGSTOP)
         frozen = time.monotonic()
         bound = DIST_TIMEOUT_S + 150  # + the rest of an iteration and the launcher's shutdown, on a loaded machine
         with contextlib.suppress(subprocess.TimeoutExpired):
-            nodes[0].wait(timeout=bound)
+            survivor_node.wait(timeout=bound)
         waited = time.monotonic() - frozen
-        assert nodes[0].returncode is not None, f"the survivor still runs {waited:.0f} s after its peer froze"
-        survivor = _worker_stderr(logs[0])
-        assert nodes[0].returncode != 0 and LOST_PEER.fullmatch(survivor.strip().splitlines()[-1]), survivor[-6000:]
+        assert survivor_node.returncode is not None, f"the survivor still runs {waited:.0f} s after its peer froze"
+        survivor = _worker_stderr(logs[host])
+        assert survivor_node.returncode != 0 and LOST_PEER.fullmatch(survivor.strip().splitlines()[-1]), survivor[
+            -6000:
+        ]
         assert "Traceback" not in survivor and survivor.count("error:") == 1, survivor[-6000:]
-        _kill_node(nodes[1])
+        _kill_node(frozen_node)
         _kill_run(tmp_path)  # a launcher that failed on the lost store may leave its worker behind
         assert torch.load(checkpoint, weights_only=True)["trainer"]["epoch"] == 1
         assert not [p.name for p in checkpoint.parent.iterdir() if p.name.startswith(".")], "no half-written file"
