@@ -145,9 +145,8 @@ class ConventionRecord:
         self.save_dir, self.convention, self.model_file = Path(save_dir), convention, model_file
 
     def attach(self, engine: Engine) -> None:
-        from ignite.engine import (
-            Events,
-        )  # not at the top: the MONAI Deploy environment reads this module without ignite
+        # not at the top: the MONAI Deploy environment reads this module without ignite
+        from ignite.engine import Events
 
         engine.add_event_handler(Events.EPOCH_COMPLETED, self)
 
